@@ -1,0 +1,24 @@
+"""Output-size arithmetic: the only place it lives."""
+
+
+def pair(value, name, fn):
+    """An int or an (h, w) pair of ints as an (h, w) tuple."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        h, w = value
+    else:
+        h = w = value
+    for v in (h, w):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{fn}: {name} must be an int or a pair of ints, got {value!r}")
+    return int(h), int(w)
+
+
+def conv_output_size(size, kernel, stride, pad_begin, pad_end, dilation):
+    """floor((size + pad_begin + pad_end - dilation * (kernel - 1) - 1) / stride) + 1"""
+    return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def same_padding(kernel, dilation):
+    """(begin, end) padding that keeps the size at stride 1; PyTorch puts the odd pixel at the end."""
+    total = dilation * (kernel - 1)
+    return total // 2, total - total // 2

@@ -1,0 +1,131 @@
+"""The NumPy front end: validate -> allocate -> call kernels -> return arrays.
+
+Semantics, argument names, order and defaults follow torch.nn.functional; arrays are NCHW,
+float32 or float64.
+"""
+import numpy as np
+
+from fastconv import _conv_direct, _conv_gemm, _reduce
+from fastconv._checks import check_bias, check_conv2d, check_grad_output, float_arrays
+from fastconv._threads import blas_threads, get_num_threads, split
+from fastconv._workspace import workspace
+
+CONV_ALGORITHMS = ("auto", "direct", "im2col")
+# Weight-gradient partial sums per call: fixed so results never depend on the thread count.
+MAX_WEIGHT_PARTIALS = 16
+
+
+def _conv_algorithm(fn, algo, weight, groups):
+    if algo not in CONV_ALGORITHMS:
+        raise ValueError(f"{fn}: algo must be one of {CONV_ALGORITHMS}, got {algo!r}")
+    if algo != "auto":
+        return algo
+    _, group_in, kernel_h, kernel_w = weight.shape
+    # A column matrix with few rows makes a GEMM too thin to pay for the im2col copy:
+    # depthwise layers and first layers with a handful of input channels go direct.
+    return "direct" if group_in * kernel_h * kernel_w <= 27 else "im2col"
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
+    """2-D convolution (cross-correlation) over a batch of images, as torch.nn.functional.conv2d.
+
+    Parameters
+    ----------
+    input : ndarray (N, C_in, H, W), float32 or float64
+    weight : ndarray (C_out, C_in / groups, kH, kW)
+    bias : ndarray (C_out,) or None
+    stride, dilation : int or (h, w) pair, positive
+    padding : int, (h, w) pair, "same" or "valid"
+        Zero padding on both sides; "same" keeps H x W at stride 1 (odd totals pad
+        one more at the bottom/right, as PyTorch does).
+    groups : int dividing C_in and C_out
+    algo : "auto", "direct" or "im2col"
+        All give the same result within float rounding. "im2col" keeps one column
+        matrix of C_in / groups * kH * kW x H_out * W_out elements per thread, whatever
+        the batch size.
+
+    Returns
+    -------
+    output : ndarray (N, C_out, H_out, W_out), with
+        H_out = floor((H + 2 * padding - dilation * (kH - 1) - 1) / stride) + 1
+        and likewise W_out.
+    """
+    arrays = float_arrays("conv2d", input=input, weight=weight, bias=bias)
+    input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
+    geometry = check_conv2d("conv2d", input, weight, stride, padding, dilation, groups)
+    check_bias("conv2d", bias, weight.shape[0])
+    algo = _conv_algorithm("conv2d", algo, weight, groups)
+    batch = input.shape[0]
+    output = np.empty((batch, weight.shape[0], geometry.out_h, geometry.out_w), input.dtype)
+    if algo == "direct":
+        _conv_direct.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
+                                    split(batch * weight.shape[0])[0])
+        return output
+    openmp_threads, blas = split(batch)
+    columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)), input.dtype)
+    with blas_threads(blas):
+        _conv_gemm.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
+                                  columns, openmp_threads)
+    return output
+
+
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    algo="auto", output_mask=(True, True, True)):
+    """Gradients of conv2d with respect to its input, weight and bias.
+
+    Takes the arguments of the forward call (without bias) and grad_output
+    (N, C_out, H_out, W_out). output_mask says which of (grad_input, grad_weight,
+    grad_bias) to compute, as in PyTorch's convolution_backward; the others come back
+    None (a layer without bias passes (True, True, False)).
+
+    Returns
+    -------
+    grad_input : ndarray (N, C_in, H, W) or None
+    grad_weight : ndarray (C_out, C_in / groups, kH, kW) or None
+    grad_bias : ndarray (C_out,) or None
+    """
+    fn = "conv2d_backward"
+    arrays = float_arrays(fn, grad_output=grad_output, input=input, weight=weight)
+    grad_output, input, weight = arrays["grad_output"], arrays["input"], arrays["weight"]
+    geometry = check_conv2d(fn, input, weight, stride, padding, dilation, groups)
+    batch, out_channels = input.shape[0], weight.shape[0]
+    check_grad_output(fn, grad_output, (batch, out_channels, geometry.out_h, geometry.out_w))
+    want_input, want_weight, want_bias = (bool(m) for m in output_mask)
+    algo = _conv_algorithm(fn, algo, weight, groups)
+    grad_input = np.zeros_like(input) if want_input else None
+    grad_weight = np.zeros_like(weight) if want_weight else None
+    grad_bias = None
+    if want_bias:
+        grad_bias = np.zeros(out_channels, input.dtype)
+        _reduce.channel_sums(grad_output.reshape(batch, out_channels, -1), grad_bias,
+                             split(out_channels)[0])
+    if algo == "direct":
+        if want_input:
+            _conv_direct.conv2d_backward_input(grad_output, weight, grad_input,
+                                               *geometry.kernel_args(),
+                                               split(grad_input.shape[0] * grad_input.shape[1])[0])
+        if want_weight:
+            _conv_direct.conv2d_backward_weight(grad_output, input, grad_weight,
+                                                *geometry.kernel_args(), split(out_channels)[0])
+        return grad_input, grad_weight, grad_bias
+    if not (want_input or want_weight):
+        return grad_input, grad_weight, grad_bias
+    n_chunks = min(batch, MAX_WEIGHT_PARTIALS) if want_weight else batch
+    openmp_threads, blas = split(n_chunks)
+    columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)), input.dtype)
+    partials = None
+    if want_weight:
+        partials = workspace("weight_partials", (n_chunks, out_channels, weight[0].size),
+                             input.dtype)
+        partials.fill(0)
+    with blas_threads(blas):
+        _conv_gemm.conv2d_backward(grad_output, input, weight, grad_input, partials, n_chunks,
+                                   *geometry.kernel_args(), columns, openmp_threads)
+    if want_weight:
+        _reduce.sum_partials(partials.reshape(n_chunks, -1), grad_weight.reshape(-1),
+                             get_num_threads())
+    return grad_input, grad_weight, grad_bias
+
+
+def _column_size(weight, geometry):
+    return weight[0].size * geometry.out_h * geometry.out_w

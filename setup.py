@@ -1,0 +1,63 @@
+"""Build the Cython kernels, with OpenMP when the compiler supports it."""
+import os
+import sys
+import tempfile
+import textwrap
+import warnings
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+MODULES = ["_openmp", "_im2col", "_conv_gemm", "_conv_direct", "_reduce"]
+
+OPENMP_PROBE = textwrap.dedent("""
+    #include <omp.h>
+    int main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }
+""")
+
+
+def openmp_flags(compiler):
+    """Return (compile_args, link_args) that enable OpenMP, or None if none work."""
+    if compiler.compiler_type == "msvc":
+        candidates = [(["/openmp"], [])]
+    elif sys.platform == "darwin":
+        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+    else:
+        candidates = [(["-fopenmp"], ["-fopenmp"])]
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write(OPENMP_PROBE)
+        for compile_args, link_args in candidates:
+            try:
+                objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_args)
+                compiler.link_executable(objects, os.path.join(tmp, "probe"), extra_postargs=link_args)
+            except Exception:
+                continue
+            return compile_args, link_args
+    return None
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        flags = openmp_flags(self.compiler)
+        if flags is None:
+            warnings.warn("fastconv: the compiler does not support OpenMP; "
+                          "the kernels are built serial (one thread).")
+            flags = ([], [])
+        optimise = [] if self.compiler.compiler_type == "msvc" else ["-O3"]
+        for ext in self.extensions:
+            ext.extra_compile_args = optimise + flags[0]
+            ext.extra_link_args = flags[1]
+        super().build_extensions()
+
+
+def extensions():
+    from Cython.Build import cythonize
+    modules = [Extension(f"fastconv.{name}", [f"src/{name}.pyx"]) for name in MODULES]
+    return cythonize(modules, include_path=["src"], language_level=3,
+                     compiler_directives={"boundscheck": False, "wraparound": False,
+                                          "cdivision": True, "initializedcheck": False})
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,46 @@
+# The fused float type and the small inline helpers every kernel shares.
+from cython cimport floating
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+
+cdef inline Py_ssize_t floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Floor division for b > 0 (C division truncates toward zero)."""
+    cdef Py_ssize_t q = a // b
+    if (a % b != 0) and (a < 0):
+        q -= 1
+    return q
+
+
+cdef inline Py_ssize_t clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    return lo if v < lo else (hi if v > hi else v)
+
+
+# Outputs o whose input index o * stride + offset lies in [0, size) form the range
+# [first_valid(...), end_valid(...)). Two functions returning values rather than one
+# writing through pointers, so that prange sees the assignments and makes them private.
+cdef inline Py_ssize_t first_valid(Py_ssize_t offset, Py_ssize_t stride,
+                                   Py_ssize_t n_out) noexcept nogil:
+    return clamp(-floor_div(offset, stride), 0, n_out)
+
+
+cdef inline Py_ssize_t end_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size,
+                                 Py_ssize_t n_out) noexcept nogil:
+    return clamp(floor_div(size - 1 - offset, stride) + 1, first_valid(offset, stride, n_out),
+                 n_out)
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                      const floating* a, int lda, const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major C (m, n) = alpha * op(A) @ op(B) + beta * C.
+
+    BLAS is column-major, so this computes C^T = op(B)^T op(A)^T.
+    """
+    cdef char op_a = b'T' if trans_a else b'N'
+    cdef char op_b = b'T' if trans_b else b'N'
+    if floating is float:
+        sgemm(&op_b, &op_a, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
+              &beta, c, &ldc)
+    else:
+        dgemm(&op_b, &op_a, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
+              &beta, c, &ldc)
