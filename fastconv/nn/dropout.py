@@ -26,7 +26,8 @@ class _DropoutBase(Module):
                             f"dtype {x.dtype}")
         if not self.training:
             return x
-        keep = default_generator().random(self._mask_shape(x.shape), dtype=x.dtype) >= self.p
+        # float32 draws whatever the input dtype: the same seed gives the same mask in both.
+        keep = default_generator().random(self._mask_shape(x.shape), dtype=np.float32) >= self.p
         # p = 1 drops everything; the scale would be infinite.
         mask = keep * x.dtype.type(0 if self.p == 1 else 1 / (1 - self.p))
         output = np.multiply(x, mask, out=x if self.inplace else None)
