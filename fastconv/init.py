@@ -47,7 +47,8 @@ def calculate_gain(nonlinearity, param=None):
 
 def _array(fn, tensor):
     """The writable float ndarray behind an ndarray or a Parameter."""
-    array = getattr(tensor, "data", tensor)
+    # Not getattr(tensor, "data"): every ndarray has a .data (its buffer) too.
+    array = tensor if isinstance(tensor, np.ndarray) else getattr(tensor, "data", tensor)
     if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
         raise TypeError(f"{fn}: expected a float ndarray or Parameter, got {type(tensor).__name__}"
                         + (f" of dtype {array.dtype}" if isinstance(array, np.ndarray) else ""))
