@@ -102,8 +102,10 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
                                                *geometry.kernel_args(),
                                                split(grad_input.shape[0] * grad_input.shape[1])[0])
         if want_weight:
+            openmp_threads = split(out_channels)[0]
+            lanes = workspace("lanes", (openmp_threads, geometry.out_w), np.float64)
             _conv_direct.conv2d_backward_weight(grad_output, input, grad_weight,
-                                                *geometry.kernel_args(), split(out_channels)[0])
+                                                *geometry.kernel_args(), lanes, openmp_threads)
         return grad_input, grad_weight, grad_bias
     if want_input:
         _gemm_input_gradient(grad_output, weight, geometry, grad_input)
