@@ -1,0 +1,282 @@
+"""CIFAR-10 loading.
+
+Example
+-------
+>>> data = load_cifar10("../shared/data/cifar-10-batches-py")
+>>> data.train_images.shape, data.train_labels.shape
+((50000, 3, 32, 32), (50000,))
+"""
+import os
+import pickle
+import posixpath
+import tarfile
+import zlib
+from typing import NamedTuple
+
+import numpy as np
+
+try:
+    from numpy._core import multiarray as _multiarray, numeric as _numeric
+except ImportError:  # NumPy < 2 keeps them in numpy.core
+    from numpy.core import multiarray as _multiarray, numeric as _numeric
+
+__all__ = ["CIFAR10", "CIFAR10FormatError", "load_cifar10"]
+
+DIRECTORY = "cifar-10-batches-py"
+TRAIN_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
+TEST_FILE = "test_batch"
+META_FILE = "batches.meta"
+NUM_CLASSES = 10
+IMAGE_SHAPE = (3, 32, 32)
+_ROW_SIZE = 3 * 32 * 32
+
+
+class CIFAR10FormatError(ValueError):
+    """A CIFAR-10 file that is not in the "python version" format, or holds an unsafe pickle."""
+
+
+class CIFAR10(NamedTuple):
+    """The CIFAR-10 training and test sets as returned by :func:`load_cifar10`.
+
+    Attributes
+    ----------
+    train_images : ndarray, shape (N_train, 3, 32, 32), uint8
+        Channels in the order R, G, B.
+    train_labels : ndarray, shape (N_train,), int64
+        Class indices in 0..9.
+    test_images : ndarray, shape (N_test, 3, 32, 32), uint8
+    test_labels : ndarray, shape (N_test,), int64
+    class_names : tuple of str
+        The 10 names from batches.meta; label i is class_names[i].
+    """
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the pickles safely
+
+def _latin1_bytes(text, encoding):
+    """Python 3 pickles non-empty bytes below protocol 3 as _codecs.encode(text, "latin1")."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}: "
+                                     "only 'latin1' encodes bytes in a pickle")
+    return text.encode("latin1")
+
+
+def _empty_bytes():
+    """Python 3 pickles b"" below protocol 3 as bytes(); taking no argument, this cannot be
+    asked to allocate a huge buffer the way bytes(n) can."""
+    return b""
+
+
+# Everything a CIFAR-10 batch may name: the official files (Python 2, protocol 2) name only
+# NumPy's array reconstruction; files written from Python 3 with NumPy add the bytes helpers
+# (protocol < 3), numpy scalars (labels built with list(array)) and _frombuffer (protocol 5).
+# Dicts, lists, str, bytes and ints are pickle opcodes and need no global at all.
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+    ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
+    ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
+    ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,
+    ("_codecs", "encode"): _latin1_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals a CIFAR-10 batch needs.
+
+    A plain ``pickle.load`` imports and calls whatever a file names (``os.system``,
+    ``builtins.eval``, ...). Every global reaches :meth:`find_class` before it can be called,
+    so refusing there stops a crafted file before any of its code runs.
+    """
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refused global {module}.{name}: a CIFAR-10 batch may name only NumPy's "
+                "array reconstruction") from None
+
+
+def _unpickle(file, source):
+    """The object pickled in file; any failure becomes a CIFAR10FormatError naming source."""
+    try:
+        # The official batches were pickled by Python 2: its str must stay bytes.
+        return _RestrictedUnpickler(file, encoding="bytes").load()
+    except Exception as exc:  # a malformed pickle can raise almost any exception type
+        raise CIFAR10FormatError(f"load_cifar10: {source} is not a readable CIFAR-10 pickle: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Validating what was read
+
+def _int_vector(value):
+    """value as a 1-D integer ndarray, or None if it is not a list or array of ints."""
+    if not isinstance(value, (list, np.ndarray)):
+        return None
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        return None
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        return None
+    return array
+
+
+def _check_batch(batch, source):
+    """(images (N, 3, 32, 32) uint8, labels (N,) int64) from a batch dict, or an error."""
+    if not isinstance(batch, dict):
+        raise CIFAR10FormatError(f"load_cifar10: {source}: expected a dict, "
+                                 f"got {type(batch).__name__}")
+    for key in (b"data", b"labels"):
+        if key not in batch:
+            raise CIFAR10FormatError(f"load_cifar10: {source}: missing key {key!r} "
+                                     f"(keys present: {sorted(batch, key=repr)})")
+    data = batch[b"data"]
+    if not isinstance(data, np.ndarray):
+        raise CIFAR10FormatError(f"load_cifar10: {source}: b'data' must be a numpy array, "
+                                 f"got {type(data).__name__}")
+    if data.dtype != np.uint8:
+        raise CIFAR10FormatError(f"load_cifar10: {source}: b'data' must be uint8, "
+                                 f"got dtype {data.dtype}")
+    if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] != _ROW_SIZE:
+        raise CIFAR10FormatError(f"load_cifar10: {source}: b'data' must have shape "
+                                 f"(N, {_ROW_SIZE}) with N >= 1, got {data.shape}")
+    labels = _int_vector(batch[b"labels"])
+    if labels is None:
+        raise CIFAR10FormatError(f"load_cifar10: {source}: b'labels' must be a list of ints, "
+                                 f"got {type(batch[b'labels']).__name__}")
+    if len(labels) != len(data):
+        raise CIFAR10FormatError(f"load_cifar10: {source}: {len(labels)} labels for "
+                                 f"{len(data)} images")
+    low, high = labels.min(), labels.max()
+    if low < 0 or high >= NUM_CLASSES:
+        raise CIFAR10FormatError(f"load_cifar10: {source}: labels must lie in "
+                                 f"0..{NUM_CLASSES - 1}, got values from {low} to {high}")
+    # Each row is the 1024 red, then green, then blue values of a 32x32 image in row-major
+    # order: exactly (3, 32, 32) in C order.
+    return data.reshape(-1, *IMAGE_SHAPE), labels.astype(np.int64)
+
+
+def _check_meta(meta, source):
+    """The class names in batches.meta as a tuple of str, or an error."""
+    if not isinstance(meta, dict):
+        raise CIFAR10FormatError(f"load_cifar10: {source}: expected a dict, "
+                                 f"got {type(meta).__name__}")
+    if b"label_names" not in meta:
+        raise CIFAR10FormatError(f"load_cifar10: {source}: missing key b'label_names' "
+                                 f"(keys present: {sorted(meta, key=repr)})")
+    names = meta[b"label_names"]
+    if (not isinstance(names, list) or len(names) != NUM_CLASSES
+            or not all(isinstance(name, (bytes, str)) for name in names)):
+        raise CIFAR10FormatError(f"load_cifar10: {source}: b'label_names' must be a list of "
+                                 f"{NUM_CLASSES} strings, got {names!r}")
+    try:
+        return tuple(name.decode("utf-8") if isinstance(name, bytes) else name
+                     for name in names)
+    except UnicodeDecodeError as exc:
+        raise CIFAR10FormatError(f"load_cifar10: {source}: b'label_names' holds a name that "
+                                 f"is not UTF-8: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+_FILES = TRAIN_FILES + (TEST_FILE, META_FILE)
+
+
+def _read_directory(directory):
+    """{file name: (unpickled object, source)} for the CIFAR-10 files in directory."""
+    missing = [name for name in _FILES if not os.path.isfile(os.path.join(directory, name))]
+    if missing:
+        raise FileNotFoundError(f"load_cifar10: {directory} lacks {', '.join(missing)} "
+                                f"(expected the CIFAR-10 python version: {', '.join(_FILES)})")
+    contents = {}
+    for name in _FILES:
+        source = os.path.join(directory, name)
+        with open(source, "rb") as file:
+            contents[name] = (_unpickle(file, source), source)
+    return contents
+
+
+def _read_archive(path):
+    """{file name: (unpickled object, source)} for the CIFAR-10 members of a tar archive."""
+    wanted = {f"{DIRECTORY}/{name}": name for name in _FILES}
+    contents = {}
+    try:
+        # Stream mode reads the archive once, front to back, so it is decompressed once and
+        # nothing is extracted to disk.
+        with tarfile.open(path, mode="r|*") as archive:
+            for member in archive:
+                name = wanted.get(posixpath.normpath(member.name))
+                if name is not None and member.isfile():
+                    source = f"{path}:{member.name}"
+                    contents[name] = (_unpickle(archive.extractfile(member), source), source)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise CIFAR10FormatError(f"load_cifar10: {path} is not a readable tar archive: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+    missing = [member for member, name in wanted.items() if name not in contents]
+    if missing:
+        raise FileNotFoundError(f"load_cifar10: archive {path} lacks {', '.join(missing)}")
+    return contents
+
+
+def load_cifar10(path):
+    """Load CIFAR-10 in its "python version" layout, validating every file's structure.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``cifar-10-batches-py`` directory (``data_batch_1`` .. ``data_batch_5``,
+        ``test_batch``, ``batches.meta``), a directory containing one, or the
+        ``cifar-10-python.tar.gz`` archive, whose members are read without extracting it.
+
+    Returns
+    -------
+    CIFAR10
+        ``(train_images, train_labels, test_images, test_labels, class_names)``: images
+        ``(N, 3, 32, 32)`` uint8, labels ``(N,)`` int64 in 0..9, class names a tuple of 10 str.
+        The training set is the five data batches in order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If path does not exist or lacks one of the files; the message lists them.
+    CIFAR10FormatError
+        A ``ValueError`` naming the file and what is wrong with it: not a pickle, a pickle
+        naming a global other than NumPy's array reconstruction (which is refused before it
+        runs), a missing key, a wrong dtype or shape, labels outside 0..9.
+
+    Notes
+    -----
+    Structure is validated, checksums are not: a reordered copy of the dataset is as valid as
+    the publisher's.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        nested = os.path.join(path, DIRECTORY)
+        contents = _read_directory(nested if os.path.isdir(nested) else path)
+    elif os.path.isfile(path):
+        contents = _read_archive(path)
+    else:
+        raise FileNotFoundError(f"load_cifar10: {path} does not exist (expected a "
+                                f"{DIRECTORY} directory, its parent, or cifar-10-python.tar.gz)")
+    train = [_check_batch(*contents[name]) for name in TRAIN_FILES]
+    test_images, test_labels = _check_batch(*contents[TEST_FILE])
+    return CIFAR10(train_images=np.concatenate([images for images, _ in train]),
+                   train_labels=np.concatenate([labels for _, labels in train]),
+                   test_images=test_images,
+                   test_labels=test_labels,
+                   class_names=_check_meta(*contents[META_FILE]))
