@@ -1,10 +1,19 @@
-"""CIFAR-10 loading.
+"""CIFAR-10 loading, train/validation split, normalisation, batching and augmentation.
+
+Images stay ``uint8`` ``(N, 3, 32, 32)`` until a batch is drawn: augmenting bytes moves a
+quarter of the memory that float32 would, and :func:`normalize` turns the batch into the
+float32 NCHW the layers take. Every random choice comes from an explicit
+``numpy.random.Generator``, so a run is a deterministic function of its seeds.
 
 Example
 -------
 >>> data = load_cifar10("../shared/data/cifar-10-batches-py")
->>> data.train_images.shape, data.train_labels.shape
-((50000, 3, 32, 32), (50000,))
+>>> x_train, y_train, x_val, y_val = train_val_split(data.train_images, data.train_labels)
+>>> mean, std = channel_stats(x_train)
+>>> loader = BatchLoader(x_train, y_train, 128, seed=0,
+...                      transform=lambda batch, rng: normalize(batch, mean, std))
+>>> for images, labels in loader.epoch(0):
+...     pass                                      # images: (128, 3, 32, 32) float32
 """
 import os
 import pickle
@@ -20,7 +29,8 @@ try:
 except ImportError:  # NumPy < 2 keeps them in numpy.core
     from numpy.core import multiarray as _multiarray, numeric as _numeric
 
-__all__ = ["CIFAR10", "CIFAR10FormatError", "load_cifar10"]
+__all__ = ["CIFAR10", "CIFAR10FormatError", "load_cifar10", "train_val_split",
+           "channel_stats", "normalize", "BatchLoader"]
 
 DIRECTORY = "cifar-10-batches-py"
 TRAIN_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
@@ -280,3 +290,223 @@ def load_cifar10(path):
                    test_images=test_images,
                    test_labels=test_labels,
                    class_names=_check_meta(*contents[META_FILE]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks shared by the functions below
+
+def _check_images(fn, images):
+    if not isinstance(images, np.ndarray) or images.ndim != 4:
+        shape = getattr(images, "shape", type(images).__name__)
+        raise ValueError(f"{fn}: expected 4-D images (N, C, H, W) as a numpy array, got {shape}")
+
+
+def _check_labels(fn, images, labels):
+    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or len(labels) != len(images):
+        shape = getattr(labels, "shape", type(labels).__name__)
+        raise ValueError(f"{fn}: expected labels of shape ({len(images)},) to match images "
+                         f"{images.shape}, got {shape}")
+
+
+def _check_int(fn, name, value, low, high=None):
+    """value as an int in low..high (inclusive; high=None for no upper bound), or an error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{fn}: {name} must be {bounds}, got {value}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation split and normalisation
+
+def train_val_split(images, labels, val_size=5000, seed=0):
+    """Split a training set at random into training and validation parts.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W)
+    labels : ndarray, shape (N,)
+    val_size : int
+        Number of samples in the validation part, 1 <= val_size <= N - 1.
+    seed : int
+        Non-negative seed of the permutation that picks the validation samples.
+
+    Returns
+    -------
+    train_images, train_labels, val_images, val_labels : ndarray
+        Copies; each part keeps the samples in their original order. The split depends on
+        ``(N, val_size, seed)`` only.
+    """
+    fn = "train_val_split"
+    _check_images(fn, images)
+    _check_labels(fn, images, labels)
+    val_size = _check_int(fn, "val_size", val_size, 1, len(images) - 1)
+    seed = _check_int(fn, "seed", seed, 0)
+    chosen = np.random.default_rng(seed).permutation(len(images))
+    val_index = np.sort(chosen[:val_size])
+    train_index = np.sort(chosen[val_size:])
+    return images[train_index], labels[train_index], images[val_index], labels[val_index]
+
+
+_STATS_CHUNK = 1024
+
+
+def channel_stats(images):
+    """Per-channel mean and standard deviation over images, accumulated in float64.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W)
+        Any real dtype; for CIFAR-10 the uint8 training images.
+
+    Returns
+    -------
+    mean, std : ndarray, shape (C,), float64
+        Population statistics (``ddof=0``) over the ``N * H * W`` values of each channel.
+    """
+    _check_images("channel_stats", images)
+    if images.size == 0:
+        raise ValueError(f"channel_stats: images must not be empty, got shape {images.shape}")
+    batch, channels, height, width = images.shape
+    count = batch * height * width
+    # Summing squares around a rough mean rather than zero keeps the variance from cancelling
+    # when the mean is large next to the spread; working in chunks bounds the float64 copy.
+    shift = images[:_STATS_CHUNK].mean(axis=(0, 2, 3), dtype=np.float64)
+    total = np.zeros(channels)
+    total_squares = np.zeros(channels)
+    for start in range(0, batch, _STATS_CHUNK):
+        block = images[start:start + _STATS_CHUNK].astype(np.float64) - shift[:, None, None]
+        total += block.sum(axis=(0, 2, 3))
+        total_squares += np.square(block).sum(axis=(0, 2, 3))
+    mean_shifted = total / count
+    variance = np.maximum(total_squares / count - mean_shifted ** 2, 0.0)
+    return shift + mean_shifted, np.sqrt(variance)
+
+
+def normalize(images, mean, std):
+    """``(images - mean) / std`` per channel, as float32.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W)
+    mean, std : array_like, shape (C,)
+        Usually :func:`channel_stats` of the training images; every std must be positive.
+
+    Returns
+    -------
+    ndarray, shape (N, C, H, W), float32
+    """
+    _check_images("normalize", images)
+    channels = images.shape[1]
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    if mean.shape != (channels,) or std.shape != (channels,):
+        raise ValueError(f"normalize: mean and std must have shape ({channels},) for images "
+                         f"{images.shape}, got {mean.shape} and {std.shape}")
+    if not np.all(std > 0):
+        raise ValueError(f"normalize: std must be positive, got {std}")
+    # One multiply-add in float32, with scale and offset rounded once from float64.
+    scale = (1.0 / std).astype(np.float32)[:, None, None]
+    offset = (-mean / std).astype(np.float32)[:, None, None]
+    output = images.astype(np.float32)
+    output *= scale
+    output += offset
+    return output
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+
+class BatchLoader:
+    """Mini-batches of ``(images, labels)``, reshuffled each epoch by a rule fixed by the seed.
+
+    Epoch ``e``'s order, and the generator handed to ``transform`` for its batch ``b``, are
+    functions of ``(seed, e)`` and ``(seed, e, b)`` only — not of what ran before — so a run
+    resumed from a checkpoint at any batch continues bit for bit.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W)
+    labels : ndarray, shape (N,)
+    batch_size : int
+        Samples per batch; the last batch of an epoch may be smaller unless ``drop_last``.
+    shuffle : bool
+        Draw a new permutation every epoch; if False, every epoch runs in index order.
+    seed : int
+        Non-negative seed of the shuffling and of the transform's generators.
+    drop_last : bool
+        Skip the last batch of an epoch if it is smaller than ``batch_size``.
+    transform : callable, optional
+        ``transform(images, rng) -> images`` applied to each batch, e.g. random
+        augmentation followed by :func:`normalize`.
+
+    Examples
+    --------
+    >>> loader = BatchLoader(x_train, y_train, 128, seed=0)
+    >>> for epoch in range(start_epoch, epochs):
+    ...     for images, labels in loader.epoch(epoch):
+    ...         ...
+    """
+
+    def __init__(self, images, labels, batch_size, *, shuffle=True, seed=0, drop_last=False,
+                 transform=None):
+        fn = "BatchLoader"
+        _check_images(fn, images)
+        _check_labels(fn, images, labels)
+        self.images = images
+        self.labels = labels
+        self.batch_size = _check_int(fn, "batch_size", batch_size, 1)
+        self.seed = _check_int(fn, "seed", seed, 0)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"{fn}: transform must be callable(images, rng), got {transform!r}")
+        self.transform = transform
+
+    def __len__(self):
+        """Batches per epoch."""
+        full, rest = divmod(len(self.labels), self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def _rng(self, *key):
+        # spawn_key gives independent streams per key; a plain entropy list would not, since
+        # SeedSequence pads it with zeros and [seed, 1] would equal [seed, 1, 0].
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=key))
+
+    def order(self, epoch):
+        """The sample indices of epoch ``epoch`` in the order they are served, shape (N,)."""
+        epoch = _check_int("BatchLoader.order", "epoch", epoch, 0)
+        if not self.shuffle:
+            return np.arange(len(self.labels))
+        return self._rng(epoch).permutation(len(self.labels))
+
+    def epoch(self, epoch, start=0):
+        """Iterate over the batches of epoch ``epoch``, from batch ``start`` on.
+
+        Parameters
+        ----------
+        epoch : int
+            Non-negative epoch index.
+        start : int
+            First batch to serve, 0 <= start <= len(self); batches before it are skipped
+            without being drawn, as when resuming mid-epoch.
+
+        Returns
+        -------
+        iterator of (images, labels)
+            images ``(B, C, H, W)``, a copy or the transform's output; labels ``(B,)``.
+        """
+        order = self.order(epoch)
+        start = _check_int("BatchLoader.epoch", "start", start, 0, len(self))
+        # Checked here, the arguments fail at the call rather than at the first next().
+        return self._batches(epoch, order, start)
+
+    def _batches(self, epoch, order, start):
+        for batch in range(start, len(self)):
+            index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
+            images = self.images[index]
+            if self.transform is not None:
+                images = self.transform(images, self._rng(epoch, batch))
+            yield images, self.labels[index]

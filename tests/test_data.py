@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastconv.data import (DIRECTORY, META_FILE, TEST_FILE, TRAIN_FILES, CIFAR10FormatError,
-                           load_cifar10)
+from fastconv.data import (DIRECTORY, META_FILE, TEST_FILE, TRAIN_FILES, BatchLoader,
+                           CIFAR10FormatError, channel_stats, load_cifar10, normalize,
+                           train_val_split)
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / DIRECTORY
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -324,3 +325,146 @@ def test_real_dataset():
     np.testing.assert_array_equal(np.bincount(data.test_labels, minlength=10), [1000] * 10)
     assert data.class_names == CLASS_NAMES
     assert 0 < data.train_images.mean() < 255
+
+
+# ---------------------------------------------------------------------------------------------
+# Split and normalisation
+
+def indexed_set(n):
+    """Images whose every pixel holds its sample's index mod 256, labels the index itself."""
+    labels = np.arange(n)
+    images = np.broadcast_to((labels % 256).astype(np.uint8)[:, None, None, None],
+                             (n, 3, 4, 4)).copy()
+    return images, labels
+
+
+def test_split_disjoint_and_complete():
+    images, labels = indexed_set(1000)
+    train_images, train_labels, val_images, val_labels = train_val_split(images, labels, 100, 3)
+    assert train_images.shape == (900, 3, 4, 4) and val_images.shape == (100, 3, 4, 4)
+    assert len(np.intersect1d(train_labels, val_labels)) == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([train_labels, val_labels])), labels)
+    np.testing.assert_array_equal(train_images[:, 0, 0, 0], train_labels % 256)
+    np.testing.assert_array_equal(val_images[:, 0, 0, 0], val_labels % 256)
+
+
+def test_split_seeded():
+    images, labels = indexed_set(1000)
+    first = train_val_split(images, labels, 100, seed=7)
+    again = train_val_split(images, labels, 100, seed=7)
+    other = train_val_split(images, labels, 100, seed=8)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[3], other[3])
+
+
+@pytest.mark.parametrize("val_size", [0, 1000, -5])
+def test_split_bad_size(val_size):
+    images, labels = indexed_set(1000)
+    with pytest.raises(ValueError, match="val_size"):
+        train_val_split(images, labels, val_size)
+
+
+def test_split_mismatched_labels():
+    images, labels = indexed_set(10)
+    with pytest.raises(ValueError, match=r"labels of shape \(10,\)"):
+        train_val_split(images, labels[:9], 2)
+
+
+def test_channel_stats_match_numpy():
+    rng = np.random.default_rng(0)
+    # More images than one accumulation chunk, channels with different statistics.
+    images = np.stack([rng.normal(100, 10, (2500, 6, 5)), rng.normal(30, 2, (2500, 6, 5)),
+                       rng.uniform(0, 255, (2500, 6, 5))], axis=1).clip(0, 255).astype(np.uint8)
+    mean, std = channel_stats(images)
+    as_float = images.astype(np.float64)
+    np.testing.assert_allclose(mean, as_float.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std, as_float.std(axis=(0, 2, 3)), rtol=1e-10)
+
+
+def test_channel_stats_large_offset():
+    # A mean far larger than the spread must not cancel the variance away.
+    values = 1e8 + np.random.default_rng(1).normal(0, 1, (100, 2, 3, 3))
+    np.testing.assert_allclose(channel_stats(values)[1], values.std(axis=(0, 2, 3)), rtol=1e-6)
+
+
+def test_normalize_training_set():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (500, 3, 8, 8), dtype=np.uint8)
+    images[:, 1] //= 4
+    mean, std = channel_stats(images)
+    normalized = normalize(images, mean, std)
+    assert normalized.dtype == np.float32 and normalized.shape == images.shape
+    np.testing.assert_allclose(normalized.mean(axis=(0, 2, 3), dtype=np.float64), 0, atol=1e-5)
+    np.testing.assert_allclose(normalized.std(axis=(0, 2, 3), dtype=np.float64), 1, atol=1e-5)
+    np.testing.assert_allclose(normalized,
+                               (images - mean[:, None, None]) / std[:, None, None], atol=1e-5)
+
+
+@pytest.mark.parametrize("mean, std, message", [
+    ([0, 0], [1, 1], r"shape \(3,\)"),
+    ([0, 0, 0], [1, 0, 1], "std must be positive"),
+], ids=["wrong-length", "zero-std"])
+def test_normalize_bad_stats(mean, std, message):
+    with pytest.raises(ValueError, match=message):
+        normalize(np.zeros((2, 3, 4, 4), np.uint8), mean, std)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_loader_covers_every_sample_once(shuffle, drop_last):
+    images, labels = indexed_set(103)
+    loader = BatchLoader(images, labels, 10, shuffle=shuffle, seed=5, drop_last=drop_last)
+    assert len(loader) == (10 if drop_last else 11)
+    for epoch in range(3):
+        batches = list(loader.epoch(epoch))
+        assert len(batches) == len(loader)
+        served = np.concatenate([batch_labels for _, batch_labels in batches])
+        for batch_images, batch_labels in batches:
+            np.testing.assert_array_equal(batch_images[:, 0, 0, 0], batch_labels % 256)
+        assert len(np.unique(served)) == len(served)
+        if drop_last:
+            assert all(len(batch_labels) == 10 for _, batch_labels in batches)
+            assert len(served) == 100
+        else:
+            np.testing.assert_array_equal(np.sort(served), labels)
+        if not shuffle:
+            np.testing.assert_array_equal(served, labels[:len(served)])
+
+
+def served_order(loader, epoch):
+    return np.concatenate([batch_labels for _, batch_labels in loader.epoch(epoch)])
+
+
+def test_loader_order_is_a_function_of_seed_and_epoch():
+    images, labels = indexed_set(64)
+    loader = BatchLoader(images, labels, 16, seed=11)
+    fresh = BatchLoader(images, labels, 16, seed=11)
+    other_seed = BatchLoader(images, labels, 16, seed=12)
+    # Epoch 2 of a fresh loader equals epoch 2 after epochs 0 and 1 have run.
+    orders = [served_order(loader, epoch) for epoch in range(3)]
+    np.testing.assert_array_equal(served_order(fresh, 2), orders[2])
+    np.testing.assert_array_equal(loader.order(1), orders[1])
+    assert not np.array_equal(orders[0], orders[1])
+    assert not np.array_equal(served_order(other_seed, 0), orders[0])
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+    ({"batch_size": 2.5}, TypeError, "batch_size must be an int"),
+    ({"batch_size": 4, "seed": -1}, ValueError, "seed must be >= 0"),
+    ({"batch_size": 4, "transform": "flip"}, TypeError, "transform must be callable"),
+], ids=["zero-batch", "float-batch", "negative-seed", "transform"])
+def test_loader_bad_arguments(kwargs, error, message):
+    images, labels = indexed_set(10)
+    with pytest.raises(error, match=message):
+        BatchLoader(images, labels, **kwargs)
+
+
+def test_loader_bad_start():
+    images, labels = indexed_set(10)
+    with pytest.raises(ValueError, match=r"start must be in 0\.\.3"):
+        BatchLoader(images, labels, 4).epoch(0, start=4)
