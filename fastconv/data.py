@@ -7,11 +7,13 @@ float32 NCHW the layers take. Every random choice comes from an explicit
 
 Example
 -------
+>>> from functools import partial
 >>> data = load_cifar10("../shared/data/cifar-10-batches-py")
 >>> x_train, y_train, x_val, y_val = train_val_split(data.train_images, data.train_labels)
 >>> mean, std = channel_stats(x_train)
+>>> augment = Compose(partial(random_crop, padding=4), horizontal_flip, partial(cutout, size=8))
 >>> loader = BatchLoader(x_train, y_train, 128, seed=0,
-...                      transform=lambda batch, rng: normalize(batch, mean, std))
+...                      transform=lambda batch, rng: normalize(augment(batch, rng), mean, std))
 >>> for images, labels in loader.epoch(0):
 ...     pass                                      # images: (128, 3, 32, 32) float32
 """
@@ -23,6 +25,7 @@ import zlib
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 try:
     from numpy._core import multiarray as _multiarray, numeric as _numeric
@@ -30,7 +33,8 @@ except ImportError:  # NumPy < 2 keeps them in numpy.core
     from numpy.core import multiarray as _multiarray, numeric as _numeric
 
 __all__ = ["CIFAR10", "CIFAR10FormatError", "load_cifar10", "train_val_split",
-           "channel_stats", "normalize", "BatchLoader"]
+           "channel_stats", "normalize", "BatchLoader", "random_crop", "horizontal_flip",
+           "cutout", "Compose"]
 
 DIRECTORY = "cifar-10-batches-py"
 TRAIN_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
@@ -318,6 +322,12 @@ def _check_int(fn, name, value, low, high=None):
     return int(value)
 
 
+def _check_rng(fn, rng):
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{fn}: rng must be a numpy.random.Generator "
+                        f"(e.g. numpy.random.default_rng(seed)), got {type(rng).__name__}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation split and normalisation
 
@@ -439,8 +449,8 @@ class BatchLoader:
     drop_last : bool
         Skip the last batch of an epoch if it is smaller than ``batch_size``.
     transform : callable, optional
-        ``transform(images, rng) -> images`` applied to each batch, e.g. random
-        augmentation followed by :func:`normalize`.
+        ``transform(images, rng) -> images`` applied to each batch, e.g. a :class:`Compose`
+        of augmentations followed by :func:`normalize`.
 
     Examples
     --------
@@ -510,3 +520,135 @@ class BatchLoader:
             if self.transform is not None:
                 images = self.transform(images, self._rng(epoch, batch))
             yield images, self.labels[index]
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation: each a vectorised function of (images, rng, ...) over a whole batch
+
+def random_crop(images, rng, padding=4, mode="zero"):
+    """Pad each image on every side, then crop it back to its size at a random offset.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W)
+    rng : numpy.random.Generator
+    padding : int
+        Pixels added on each side; the offset is uniform over the ``(2 * padding + 1) ** 2``
+        crops, so with ``mode="zero"`` this is a random translation by up to ``padding``
+        pixels either way.
+    mode : {"zero", "reflect"}
+        ``"zero"`` pads with zeros; ``"reflect"`` mirrors the image about its edge pixels
+        without repeating them (as ``numpy.pad`` and PyTorch's "reflect"), which needs
+        ``padding < H`` and ``padding < W``.
+
+    Returns
+    -------
+    ndarray, shape (N, C, H, W), the dtype of images
+    """
+    fn = "random_crop"
+    _check_images(fn, images)
+    _check_rng(fn, rng)
+    padding = _check_int(fn, "padding", padding, 0)
+    if mode not in ("zero", "reflect"):
+        raise ValueError(f"random_crop: mode must be 'zero' or 'reflect', got {mode!r}")
+    batch, _, height, width = images.shape
+    if mode == "reflect" and padding >= min(height, width):
+        raise ValueError(f"random_crop: reflect padding must be smaller than the image, got "
+                         f"padding={padding} for images {images.shape}")
+    spatial = ((0, 0), (0, 0), (padding, padding), (padding, padding))
+    padded = np.pad(images, spatial, mode="constant" if mode == "zero" else "reflect")
+    # windows[n, c, i, j] is the (H, W) crop of image n at offset (i, j): a view, so one fancy
+    # index gathers every image's own crop with no loop over the batch.
+    windows = sliding_window_view(padded, (height, width), axis=(2, 3))
+    top = rng.integers(0, 2 * padding + 1, size=batch)
+    left = rng.integers(0, 2 * padding + 1, size=batch)
+    return windows[np.arange(batch), :, top, left]
+
+
+def horizontal_flip(images, rng, p=0.5):
+    """Mirror each image left to right with probability ``p``.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W)
+    rng : numpy.random.Generator
+    p : float
+        Probability, in [0, 1], that an image is flipped.
+
+    Returns
+    -------
+    ndarray, shape (N, C, H, W), the dtype of images
+    """
+    _check_images("horizontal_flip", images)
+    _check_rng("horizontal_flip", rng)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"horizontal_flip: p must be in [0, 1], got {p!r}")
+    flipped = rng.random(len(images)) < p
+    output = images.copy()
+    output[flipped] = images[flipped, :, :, ::-1]
+    return output
+
+
+def cutout(images, rng, size=8):
+    """Zero a ``size`` x ``size`` square at a random centre of each image (DeVries & Taylor).
+
+    The centre is uniform over the image's pixels and the square is clipped at the borders,
+    so near an edge less than ``size ** 2`` pixels are zeroed; all channels share the square.
+    Applied after :func:`normalize`, the zeros are the channel means.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W)
+    rng : numpy.random.Generator
+    size : int
+        Side of the square, >= 1. Rows ``cy - size // 2`` up to ``cy - size // 2 + size``
+        (excluded) are cut, and likewise columns.
+
+    Returns
+    -------
+    ndarray, shape (N, C, H, W), the dtype of images
+    """
+    _check_images("cutout", images)
+    _check_rng("cutout", rng)
+    size = _check_int("cutout", "size", size, 1)
+    batch, _, height, width = images.shape
+    top = rng.integers(0, height, size=batch) - size // 2
+    left = rng.integers(0, width, size=batch) - size // 2
+    rows = np.arange(height)
+    columns = np.arange(width)
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)              # (N, H)
+    in_columns = (columns >= left[:, None]) & (columns < left[:, None] + size)   # (N, W)
+    hole = in_rows[:, None, :, None] & in_columns[:, None, None, :]             # (N, 1, H, W)
+    return np.where(hole, np.zeros((), images.dtype), images)
+
+
+class Compose:
+    """Apply augmentations in turn, all drawing from one generator.
+
+    Parameters
+    ----------
+    *steps : callable
+        Each ``step(images, rng) -> images``; bind other arguments with
+        ``functools.partial``.
+
+    Examples
+    --------
+    >>> augment = Compose(partial(random_crop, padding=4, mode="reflect"), horizontal_flip,
+    ...                   partial(cutout, size=8))
+    >>> batch = augment(images, np.random.default_rng(0))
+    """
+
+    def __init__(self, *steps):
+        for step in steps:
+            if not callable(step):
+                raise TypeError(f"Compose: every step must be callable(images, rng), "
+                                f"got {step!r}")
+        self.steps = steps
+
+    def __call__(self, images, rng):
+        for step in self.steps:
+            images = step(images, rng)
+        return images
+
+    def __repr__(self):
+        return f"Compose({', '.join(map(repr, self.steps))})"

@@ -4,14 +4,15 @@ import os
 import pickle
 import subprocess
 import tarfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastconv.data import (DIRECTORY, META_FILE, TEST_FILE, TRAIN_FILES, BatchLoader,
-                           CIFAR10FormatError, channel_stats, load_cifar10, normalize,
-                           train_val_split)
+                           CIFAR10FormatError, Compose, channel_stats, cutout, horizontal_flip,
+                           load_cifar10, normalize, random_crop, train_val_split)
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / DIRECTORY
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -452,6 +453,20 @@ def test_loader_order_is_a_function_of_seed_and_epoch():
     assert not np.array_equal(served_order(other_seed, 0), orders[0])
 
 
+def test_loader_resume_mid_epoch_with_transform():
+    images = np.random.default_rng(3).integers(0, 256, (50, 3, 8, 8), dtype=np.uint8)
+    labels = np.arange(50)
+    augment = Compose(partial(random_crop, padding=2), horizontal_flip)
+    loader = BatchLoader(images, labels, 8, seed=4, transform=augment)
+    full = list(loader.epoch(6))
+    resumed = list(BatchLoader(images, labels, 8, seed=4, transform=augment).epoch(6, start=3))
+    assert len(resumed) == len(full) - 3
+    for (images_a, labels_a), (images_b, labels_b) in zip(full[3:], resumed):
+        np.testing.assert_array_equal(images_a, images_b)
+        np.testing.assert_array_equal(labels_a, labels_b)
+    assert not np.array_equal(full[0][0], images[full[0][1]])  # the transform ran
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
     ({"batch_size": 2.5}, TypeError, "batch_size must be an int"),
@@ -468,3 +483,146 @@ def test_loader_bad_start():
     images, labels = indexed_set(10)
     with pytest.raises(ValueError, match=r"start must be in 0\.\.3"):
         BatchLoader(images, labels, 4).epoch(0, start=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation
+
+def nonzero_images(n=200, channels=3, height=9, width=7, seed=0):
+    """Images with no zero pixel, so a zero in the output can only come from padding/cutout.
+    Non-square, so height and width cannot be confused."""
+    return np.random.default_rng(seed).integers(1, 256, (n, channels, height, width),
+                                                dtype=np.uint8)
+
+
+AUGMENTATIONS = {
+    "crop-zero": partial(random_crop, padding=3),
+    "crop-reflect": partial(random_crop, padding=3, mode="reflect"),
+    "flip": horizontal_flip,
+    "cutout": partial(cutout, size=4),
+    "compose": Compose(partial(random_crop, padding=2, mode="reflect"), horizontal_flip,
+                       partial(cutout, size=3)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=["uint8", "float32"])
+@pytest.mark.parametrize("augment", AUGMENTATIONS.values(), ids=AUGMENTATIONS.keys())
+def test_augmentation_keeps_shape_and_dtype(augment, dtype):
+    images = nonzero_images().astype(dtype)
+    original = images.copy()
+    output = augment(images, np.random.default_rng(0))
+    assert output.shape == images.shape and output.dtype == images.dtype
+    np.testing.assert_array_equal(images, original)  # the input is left untouched
+
+
+@pytest.mark.parametrize("augment", AUGMENTATIONS.values(), ids=AUGMENTATIONS.keys())
+def test_augmentation_seeded(augment):
+    images = nonzero_images()
+    first = augment(images, np.random.default_rng(42))
+    np.testing.assert_array_equal(first, augment(images, np.random.default_rng(42)))
+    assert not np.array_equal(first, augment(images, np.random.default_rng(43)))
+
+
+def test_flip_is_exact_mirror():
+    images = nonzero_images()
+    output = horizontal_flip(images, np.random.default_rng(0))
+    flipped = np.all(output == images[..., ::-1], axis=(1, 2, 3))
+    kept = np.all(output == images, axis=(1, 2, 3))
+    assert np.all(flipped ^ kept)
+    assert 50 < flipped.sum() < 150
+    np.testing.assert_array_equal(horizontal_flip(images, np.random.default_rng(0), p=1.0),
+                                  images[..., ::-1])
+    np.testing.assert_array_equal(horizontal_flip(images, np.random.default_rng(0), p=0.0),
+                                  images)
+
+
+def reflect_index(index, size):
+    """Where padded coordinate index (which may lie outside 0..size-1) reads in reflect mode."""
+    index = np.abs(index)
+    return np.where(index >= size, 2 * (size - 1) - index, index)
+
+
+def shifted(image, dy, dx, mode):
+    """image translated so output (y, x) reads input (y + dy, x + dx), padded as mode says."""
+    _, height, width = image.shape
+    rows = np.arange(height) + dy
+    columns = np.arange(width) + dx
+    if mode == "reflect":
+        return image[:, reflect_index(rows, height)[:, None], reflect_index(columns, width)]
+    inside = ((rows >= 0) & (rows < height))[:, None] & ((columns >= 0) & (columns < width))
+    values = image[:, rows.clip(0, height - 1)[:, None], columns.clip(0, width - 1)]
+    return np.where(inside, values, 0)
+
+
+@pytest.mark.parametrize("mode", ["zero", "reflect"])
+def test_crop_is_a_padded_shift(mode):
+    padding = 2
+    images = nonzero_images(n=300)
+    output = random_crop(images, np.random.default_rng(1), padding=padding, mode=mode)
+    offsets = [(dy, dx) for dy in range(-padding, padding + 1)
+               for dx in range(-padding, padding + 1)]
+    seen = set()
+    for image, cropped in zip(images, output):
+        matches = [offset for offset in offsets
+                   if np.array_equal(cropped, shifted(image, *offset, mode))]
+        assert len(matches) == 1
+        seen.add(matches[0])
+        if mode == "zero":
+            assert np.all((cropped == 0) | np.isin(cropped, image))
+        else:  # reflected padding only repeats pixels of the image itself
+            assert np.all(cropped != 0) and np.all(np.isin(cropped, image))
+    assert seen == set(offsets)  # every offset, the extremes included, is drawn
+
+
+def test_crop_zero_padding_has_zero_border():
+    images = nonzero_images(n=1, height=5, width=6)
+    # padding larger than the image: a crop may be entirely padding.
+    outputs = random_crop(np.repeat(images, 400, axis=0), np.random.default_rng(0), padding=7)
+    assert np.any(np.all(outputs == 0, axis=(1, 2, 3)))
+
+
+@pytest.mark.parametrize("size", [3, 4, 20])
+def test_cutout_zeroes_a_clipped_square(size):
+    images = nonzero_images(n=300)
+    height, width = images.shape[2:]
+    output = cutout(images, np.random.default_rng(2), size=size)
+    clipped = 0
+    for image, result in zip(images, output):
+        hole = result == 0
+        assert np.all(hole == hole[0])  # the same square in every channel
+        np.testing.assert_array_equal(result[~hole], image[~hole])
+        rows, columns = np.nonzero(hole[0])
+        top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+        assert hole[0].sum() == (bottom - top) * (right - left)  # a full rectangle
+        for begin, end, extent in ((top, bottom, height), (left, right, width)):
+            # the square's side, unless a border cut it
+            assert end - begin == size or begin == 0 or end == extent
+            # a centre on the border still leaves half the square
+            assert end - begin >= min(size - size // 2, extent)
+        clipped += (bottom - top) * (right - left) < size * size
+    assert clipped > 0
+
+
+def test_cutout_centre_within_image():
+    # A square of side 1 is just its centre: every pixel must be hit.
+    images = nonzero_images(n=2000, height=4, width=3)
+    holes = cutout(images, np.random.default_rng(0), size=1)[:, 0] == 0
+    assert np.all(holes.sum(axis=(1, 2)) == 1)
+    assert np.all(holes.any(axis=0))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x, rng: random_crop(x, rng, padding=-1), ValueError, "padding must be >= 0"),
+    (lambda x, rng: random_crop(x, rng, mode="wrap"), ValueError, "mode must be"),
+    (lambda x, rng: random_crop(x, rng, padding=9, mode="reflect"), ValueError,
+     "reflect padding must be smaller"),
+    (lambda x, rng: random_crop(x, 0), TypeError, "rng must be a numpy.random.Generator"),
+    (lambda x, rng: horizontal_flip(x, rng, p=1.5), ValueError, r"p must be in \[0, 1\]"),
+    (lambda x, rng: cutout(x, rng, size=0), ValueError, "size must be >= 1"),
+    (lambda x, rng: cutout(x[0], rng), ValueError, r"4-D images \(N, C, H, W\)"),
+    (lambda x, rng: Compose(horizontal_flip, 3), TypeError, "every step must be callable"),
+], ids=["negative-padding", "mode", "reflect-too-wide", "rng", "p", "cutout-size", "3-D",
+        "compose"])
+def test_augmentation_bad_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call(nonzero_images(n=2), np.random.default_rng(0))
