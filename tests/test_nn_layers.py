@@ -32,6 +32,10 @@ LAYERS = [
     ("conv-nobias-same", lambda: nn.Conv2d(2, 3, 4, padding="same", bias=False), (2, 2, 5, 5)),
     ("conv-valid-direct", lambda: nn.Conv2d(2, 3, 3, padding="valid", algo="direct"), (2, 2, 5, 4)),
     ("conv-im2col", lambda: nn.Conv2d(5, 3, 3, algo="im2col"), (2, 5, 5, 5)),
+    ("convT-3x2-s2-op1", lambda: nn.ConvTranspose2d(3, 4, (3, 2), stride=2, padding=1,
+                                                    output_padding=1), (2, 3, 3, 4)),
+    ("convT-groups-dil-nobias", lambda: nn.ConvTranspose2d(4, 2, 3, groups=2, dilation=2,
+                                                           bias=False), (2, 4, 3, 3)),
     ("linear", lambda: nn.Linear(5, 4), (3, 5)),
     ("linear-3d-nobias", lambda: nn.Linear(5, 4, bias=False), (2, 3, 5)),
     ("batchnorm2d", lambda: nn.BatchNorm2d(3), (4, 3, 3, 2)),
@@ -147,6 +151,21 @@ def test_conv_backward_asks_only_for_needed_gradients(monkeypatch):
         conv = nn.Conv2d(2, 2, 3, bias=bias)
         conv.backward(np.ones_like(conv(x)))
     assert masks == [(True, True, True), (True, True, False)]
+
+
+def test_conv_transpose_output_size_and_inverse_shape():
+    conv = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    up = nn.ConvTranspose2d(5, 3, 3, stride=2, padding=1)
+    assert up.weight.shape == (5, 3, 3, 3)
+    for size in (7, 8):
+        x = np.zeros((1, 3, size, size), np.float32)
+        y = conv(x)
+        assert up(y, output_size=x.shape).shape == x.shape
+        up.backward(np.ones(x.shape, np.float32))
+    with pytest.raises(ValueError, match="not reachable"):
+        up(np.zeros((1, 5, 4, 4), np.float32), output_size=(10, 10))
+    bound = 1 / math.sqrt(3 * 9)  # PyTorch's fan_in for a transposed weight: C_out * kH * kW
+    assert np.abs(up.weight.data).max() <= bound
 
 
 def test_default_initialisation_bounds():
