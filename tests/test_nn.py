@@ -129,6 +129,10 @@ def test_traversal_modes_grads_and_dtype():
     assert model(x.astype(np.float64)).dtype == np.float64
     with pytest.raises(TypeError, match="dtype"):
         nn.Linear(2, 2)(np.ones((1, 2)))
+    with pytest.raises(TypeError, match="does not match"):
+        nn.BatchNorm2d(2)(np.ones((2, 2, 2, 2)))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        nn.ReLU()(np.ones(3, np.int64))
 
 
 def test_shared_parameters_count_once():
@@ -199,7 +203,7 @@ def test_batchnorm_without_running_stats_and_single_values():
     out = bn(x)
     np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-12)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        nn.BatchNorm1d(4)(np.ones((1, 4)))
+        nn.BatchNorm1d(4)(np.ones((1, 4), np.float32))
 
 
 def test_instancenorm_running_stats():
@@ -361,7 +365,7 @@ def test_small_cnn_overfits_64_samples():
     loss_fn = nn.CrossEntropyLoss()
     optimizer = optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(60):
-        loss = loss_fn(model(x), y)
+        loss_fn(model(x), y)
         optimizer.zero_grad()
         model.backward(loss_fn.backward())
         optimizer.step()

@@ -1,6 +1,4 @@
 """fastconv.summary: parameter counts, FLOPs and receptive fields worked out by hand."""
-import numpy as np
-
 import fastconv
 import fastconv.nn as nn
 

@@ -9,14 +9,7 @@ import math
 import numpy as np
 from scipy.special import erf, expit
 
-from fastconv.nn.module import Module
-
-
-def _as_float(layer, input):
-    array = np.asarray(input)
-    if array.dtype.kind != "f":
-        raise TypeError(f"{layer}: input must be float32 or float64, got dtype {array.dtype}")
-    return array
+from fastconv.nn.module import Module, _float_input
 
 
 class ReLU(Module):
@@ -34,7 +27,7 @@ class ReLU(Module):
         self.inplace = inplace
 
     def forward(self, input):
-        x = _as_float("ReLU", input)
+        x = _float_input("ReLU", input)
         output = np.maximum(x, 0, out=x if self.inplace else None)
         self._save_for_backward(output)
         return output
@@ -56,7 +49,7 @@ class LeakyReLU(Module):
         self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, input):
-        x = _as_float("LeakyReLU", input)
+        x = _float_input("LeakyReLU", input)
         positive = x > 0
         output = np.multiply(x, self.negative_slope, out=x if self.inplace else None,
                              where=~positive)
@@ -91,7 +84,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, input):
-        x = _as_float("GELU", input)
+        x = _float_input("GELU", input)
         self._save_for_backward(x)
         if self.approximate == "tanh":
             return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
@@ -117,7 +110,7 @@ class Sigmoid(Module):
     """1 / (1 + exp(-x)), computed without overflow, as torch.nn.Sigmoid. Shapes: any -> same."""
 
     def forward(self, input):
-        output = expit(_as_float("Sigmoid", input))
+        output = expit(_float_input("Sigmoid", input))
         self._save_for_backward(output)
         return output
 
@@ -130,7 +123,7 @@ class Tanh(Module):
     """tanh(x), as torch.nn.Tanh. Shapes: any -> same."""
 
     def forward(self, input):
-        output = np.tanh(_as_float("Tanh", input))
+        output = np.tanh(_float_input("Tanh", input))
         self._save_for_backward(output)
         return output
 

@@ -6,7 +6,7 @@ The mask is drawn from the generator that fastconv.manual_seed reseeds.
 import numpy as np
 
 from fastconv._random import default_generator
-from fastconv.nn.module import Module
+from fastconv.nn.module import Module, _float_input
 
 
 class _DropoutBase(Module):
@@ -20,10 +20,7 @@ class _DropoutBase(Module):
         return shape
 
     def forward(self, input):
-        x = np.asarray(input)
-        if x.dtype.kind != "f":
-            raise TypeError(f"{type(self).__name__}: input must be float32 or float64, got "
-                            f"dtype {x.dtype}")
+        x = _float_input(type(self).__name__, input)
         if not self.training:
             return x
         # float32 draws whatever the input dtype: the same seed gives the same mask in both.

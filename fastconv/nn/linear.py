@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from fastconv import init
-from fastconv.nn.module import Module, Parameter, _float_dtype
+from fastconv.nn.module import Module, Parameter, _float_dtype, _float_input
 
 
 class Linear(Module):
@@ -36,10 +36,7 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, input):
-        x = np.asarray(input)
-        if x.dtype != self.weight.dtype:
-            raise TypeError(f"Linear: input dtype {x.dtype} does not match the weight dtype "
-                            f"{self.weight.dtype}")
+        x = _float_input("Linear", input, self.weight.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input (*, {self.in_features}), got shape "
                              f"{x.shape}")

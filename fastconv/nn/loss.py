@@ -7,7 +7,7 @@ array shaped like the losses is required for "none").
 """
 import numpy as np
 
-from fastconv.nn.module import Module
+from fastconv.nn.module import Module, _float_input
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -19,13 +19,6 @@ class _Loss(Module):
             raise ValueError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, "
                              f"got {reduction!r}")
         self.reduction = reduction
-
-    def _float_input(self, input):
-        x = np.asarray(input)
-        if x.dtype.kind != "f":
-            raise TypeError(f"{type(self).__name__}: input must be float32 or float64, got "
-                            f"dtype {x.dtype}")
-        return x
 
     def _reduce(self, losses, denominator):
         """The value forward returns: losses (per element) reduced as self.reduction says."""
@@ -147,7 +140,7 @@ class CrossEntropyLoss(_Loss):
         return q, q.shape[0], shape
 
     def forward(self, input, target):
-        x = self._float_input(input)
+        x = _float_input(type(self).__name__, input)
         if x.ndim < 1:
             raise ValueError(f"CrossEntropyLoss: expected input (N, C) or (C,), got shape "
                              f"{x.shape}")
@@ -207,7 +200,7 @@ class MultiMarginLoss(_Loss):
         self.weight = None if weight is None else np.asarray(weight)
 
     def forward(self, input, target):
-        x = self._float_input(input)
+        x = _float_input(type(self).__name__, input)
         target = np.asarray(target)
         if x.ndim not in (1, 2) or target.shape != x.shape[:-1]:
             raise ValueError(f"MultiMarginLoss: expected input (N, C) with target (N,) or input "
@@ -264,7 +257,7 @@ class MSELoss(_Loss):
     """
 
     def forward(self, input, target):
-        x = self._float_input(input)
+        x = _float_input(type(self).__name__, input)
         target = np.asarray(target)
         if target.shape != x.shape:
             raise ValueError(f"MSELoss: target shape {target.shape} must equal the input shape "

@@ -20,6 +20,17 @@ def _float_dtype(fn, dtype):
     return dtype
 
 
+def _float_input(layer, input, dtype=None):
+    """input as an ndarray, checked to be float32/float64 (and of dtype, when given)."""
+    array = np.asarray(input)
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{layer}: input must be float32 or float64, got dtype {array.dtype}")
+    if dtype is not None and array.dtype != dtype:
+        raise TypeError(f"{layer}: input dtype {array.dtype} does not match the parameters' "
+                        f"dtype {dtype} (convert one of them, e.g. with .double())")
+    return array
+
+
 class Parameter:
     """A trainable array: .data holds the values, .grad their accumulated gradient.
 
@@ -263,6 +274,15 @@ class Module:
     def float(self):
         """Cast parameters and float buffers to float32; returns self."""
         return self.to(np.float32)
+
+    def _dtype(self):
+        """The dtype of this module's own parameters or float buffers; None if it has none."""
+        for param in self._parameters.values():
+            return param.dtype
+        for buffer in self._buffers.values():
+            if buffer is not None and buffer.dtype.kind == "f":
+                return buffer.dtype
+        return None
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self):

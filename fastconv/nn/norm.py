@@ -14,14 +14,7 @@ import math
 
 import numpy as np
 
-from fastconv.nn.module import Module, Parameter, _float_dtype
-
-
-def _as_float(layer, input):
-    array = np.asarray(input)
-    if array.dtype.kind != "f":
-        raise TypeError(f"{layer}: input must be float32 or float64, got dtype {array.dtype}")
-    return array
+from fastconv.nn.module import Module, Parameter, _float_dtype, _float_input
 
 
 def _affine_parameters(module, shape, dtype):
@@ -93,7 +86,7 @@ class _BatchNorm(Module):
     def _channels_view(self, input):
         """The input as (N, C, L), checked."""
         layer = type(self).__name__
-        input = _as_float(layer, input)
+        input = _float_input(layer, input, self._dtype())
         if input.ndim not in self._ranks or input.shape[1] != self.num_features:
             raise ValueError(f"{layer}: expected input {self._input_layout} with C = "
                              f"{self.num_features}, got shape {input.shape}")
@@ -229,7 +222,7 @@ class GroupNorm(Module):
             _no_affine(self)
 
     def forward(self, input):
-        x = _as_float("GroupNorm", input)
+        x = _float_input("GroupNorm", input, self._dtype())
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(f"GroupNorm: expected input (N, C, *) with C = {self.num_channels}, "
                              f"got shape {x.shape}")
@@ -295,7 +288,7 @@ class LayerNorm(Module):
             self.register_parameter("bias", None)
 
     def forward(self, input):
-        x = _as_float("LayerNorm", input)
+        x = _float_input("LayerNorm", input, self._dtype())
         dims = len(self.normalized_shape)
         if x.ndim < dims or x.shape[x.ndim - dims:] != self.normalized_shape:
             raise ValueError(f"LayerNorm: expected input (*, {', '.join(map(str, self.normalized_shape))}), "
@@ -367,7 +360,7 @@ class InstanceNorm2d(Module):
                 self.register_buffer(name, None)
 
     def forward(self, input):
-        x = _as_float("InstanceNorm2d", input)
+        x = _float_input("InstanceNorm2d", input, self._dtype())
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"InstanceNorm2d: expected input (N, C, H, W) with C = "
                              f"{self.num_features}, got shape {x.shape}")
@@ -446,7 +439,7 @@ class LocalResponseNorm(Module):
         return total
 
     def forward(self, input):
-        x = _as_float("LocalResponseNorm", input)
+        x = _float_input("LocalResponseNorm", input)
         if x.ndim < 3:
             raise ValueError(f"LocalResponseNorm: expected input (N, C, *) of 3 or more "
                              f"dimensions, got shape {x.shape}")
