@@ -150,13 +150,16 @@ class Conv:
     def op(self):
         return "conv_transpose2d" if self.transposed else "conv2d"
 
-    def id(self, batch):
+    def label(self, batch):
+        """The shape alone, e.g. N64-C64-F128-16x16-k3s1p1."""
         geometry = f"k{self.kernel}s{self.stride}"
         geometry += f"p{self.padding}" if self.padding else ""
         geometry += f"d{self.dilation}" if self.dilation > 1 else ""
         geometry += f"g{self.groups}" if self.groups > 1 else ""
-        return (f"{self.op}-N{batch}-C{self.in_channels}-F{self.out_channels}-"
-                f"{self.size}x{self.size}-{geometry}")
+        return f"N{batch}-C{self.in_channels}-F{self.out_channels}-{self.size}x{self.size}-{geometry}"
+
+    def id(self, batch):
+        return f"{self.op}-{self.label(batch)}"
 
     def flops(self, batch, pass_):
         # A transposed conv does per input pixel what a conv does per output pixel.
@@ -220,9 +223,13 @@ class Pool:
     def op(self):
         return f"{self.kind}_pool2d"
 
-    def id(self, batch):
+    def label(self, batch):
+        """The shape alone, e.g. N64-C64-32x32-k3s2p1."""
         geometry = f"k{self.kernel}s{self.stride}" + (f"p{self.padding}" if self.padding else "")
-        return f"{self.op}-N{batch}-C{self.channels}-{self.size}x{self.size}-{geometry}"
+        return f"N{batch}-C{self.channels}-{self.size}x{self.size}-{geometry}"
+
+    def id(self, batch):
+        return f"{self.op}-{self.label(batch)}"
 
     def flops(self, batch, pass_):
         return None
@@ -270,6 +277,8 @@ class Net:
 
     def id(self, batch):
         return f"{self.name}-N{batch}"
+
+    label = id
 
     def flops(self, batch, pass_):
         return None
