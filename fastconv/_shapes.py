@@ -18,6 +18,11 @@ def conv_output_size(size, kernel, stride, pad_begin, pad_end, dilation):
     return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def conv_transpose_output_size(size, kernel, stride, padding, output_padding, dilation):
+    """(size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1"""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
 def same_padding(kernel, dilation):
     """(begin, end) padding that keeps the size at stride 1; PyTorch puts the odd pixel at the end."""
     total = dilation * (kernel - 1)

@@ -6,7 +6,8 @@ float32 or float64.
 import numpy as np
 
 from fastconv import _conv_direct, _conv_gemm, _reduce
-from fastconv._checks import check_bias, check_conv2d, check_grad_output, float_arrays
+from fastconv._checks import (check_bias, check_conv2d, check_conv_transpose2d, check_grad_output,
+                              float_arrays)
 from fastconv._threads import blas_threads, get_num_threads, split
 from fastconv._workspace import workspace
 
@@ -94,37 +95,135 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     algo = _conv_algorithm(fn, algo, weight, groups)
     grad_input = np.zeros_like(input) if want_input else None
     grad_weight = np.zeros_like(weight) if want_weight else None
-    grad_bias = None
-    if want_bias:
-        grad_bias = np.zeros(out_channels, input.dtype)
-        _reduce.channel_sums(grad_output.reshape(batch, out_channels, -1), grad_bias,
-                             split(out_channels)[0])
+    grad_bias = _bias_gradient(grad_output) if want_bias else None
     if algo == "direct":
         if want_input:
             _conv_direct.conv2d_backward_input(grad_output, weight, grad_input,
                                                *geometry.kernel_args(),
                                                split(grad_input.shape[0] * grad_input.shape[1])[0])
         if want_weight:
+            openmp_threads = split(out_channels)[0]
+            lanes = workspace("lanes", (openmp_threads, geometry.out_w), np.float64)
             _conv_direct.conv2d_backward_weight(grad_output, input, grad_weight,
-                                                *geometry.kernel_args(), split(out_channels)[0])
+                                                *geometry.kernel_args(), lanes, openmp_threads)
         return grad_input, grad_weight, grad_bias
-    if not (want_input or want_weight):
-        return grad_input, grad_weight, grad_bias
-    n_chunks = min(batch, MAX_WEIGHT_PARTIALS) if want_weight else batch
+    if want_input:
+        _gemm_input_gradient(grad_output, weight, geometry, grad_input)
+    if want_weight:
+        _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight)
+    return grad_input, grad_weight, grad_bias
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """2-D transposed convolution, as torch.nn.functional.conv_transpose2d.
+
+    The adjoint of conv2d with the same weight: a GEMM and col2im per image, the input
+    gradient of conv2d run forward, with no zero-stuffing of the input.
+
+    Parameters
+    ----------
+    input : ndarray (N, C_in, H, W), float32 or float64
+    weight : ndarray (C_in, C_out / groups, kH, kW)
+    bias : ndarray (C_out,) or None
+    stride, padding, output_padding, dilation : int or (h, w) pair
+        output_padding (extra rows/columns at the bottom/right) must be smaller than
+        stride or dilation.
+    groups : int dividing C_in and C_out
+
+    Returns
+    -------
+    output : ndarray (N, C_out, H_out, W_out), with
+        H_out = (H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding + 1
+        and likewise W_out.
+    """
+    fn = "conv_transpose2d"
+    arrays = float_arrays(fn, input=input, weight=weight, bias=bias)
+    input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
+    geometry, (out_h, out_w) = check_conv_transpose2d(fn, input, weight, stride, padding,
+                                                      output_padding, groups, dilation)
+    out_channels = weight.shape[1] * groups
+    check_bias(fn, bias, out_channels)
+    batch = input.shape[0]
+    if bias is None:
+        output = np.zeros((batch, out_channels, out_h, out_w), input.dtype)
+    else:
+        output = np.empty((batch, out_channels, out_h, out_w), input.dtype)
+        output[...] = bias[None, :, None, None]
+    _gemm_input_gradient(input, weight, geometry, output)
+    return output
+
+
+def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0,
+                              groups=1, dilation=1, *, output_mask=(True, True, True)):
+    """Gradients of conv_transpose2d with respect to its input, weight and bias.
+
+    grad_input is conv2d of grad_output with the same weight; grad_weight is conv2d's
+    weight gradient with the roles of input and grad_output swapped. output_mask selects
+    which of (grad_input, grad_weight, grad_bias) to compute; the others come back None.
+
+    Returns
+    -------
+    grad_input : ndarray (N, C_in, H, W) or None
+    grad_weight : ndarray (C_in, C_out / groups, kH, kW) or None
+    grad_bias : ndarray (C_out,) or None
+    """
+    fn = "conv_transpose2d_backward"
+    arrays = float_arrays(fn, grad_output=grad_output, input=input, weight=weight)
+    grad_output, input, weight = arrays["grad_output"], arrays["input"], arrays["weight"]
+    geometry, (out_h, out_w) = check_conv_transpose2d(fn, input, weight, stride, padding,
+                                                      output_padding, groups, dilation)
+    batch, out_channels = input.shape[0], weight.shape[1] * groups
+    check_grad_output(fn, grad_output, (batch, out_channels, out_h, out_w))
+    want_input, want_weight, want_bias = (bool(m) for m in output_mask)
+    grad_input = grad_weight = None
+    grad_bias = _bias_gradient(grad_output) if want_bias else None
+    if want_input:
+        grad_input = np.empty_like(input)
+        openmp_threads, blas = split(batch)
+        columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)),
+                            input.dtype)
+        with blas_threads(blas):
+            _conv_gemm.conv2d_forward(grad_output, weight, None, grad_input,
+                                      *geometry.kernel_args(), columns, openmp_threads)
+    if want_weight:
+        grad_weight = np.zeros_like(weight)
+        _gemm_weight_gradient(input, grad_output, weight, geometry, grad_weight)
+    return grad_input, grad_weight, grad_bias
+
+
+def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
+    """grad_input += conv2d's input gradient: a GEMM and col2im per image."""
+    batch = grad_output.shape[0]
+    openmp_threads, blas = split(batch)
+    columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)),
+                        grad_output.dtype)
+    with blas_threads(blas):
+        _conv_gemm.conv2d_backward(grad_output, None, weight, grad_input, None, batch,
+                                   *geometry.kernel_args(), columns, openmp_threads)
+
+
+def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
+    """grad_weight += conv2d's weight gradient, summed over fixed chunks of the batch."""
+    batch = input.shape[0]
+    n_chunks = min(batch, MAX_WEIGHT_PARTIALS)
     openmp_threads, blas = split(n_chunks)
     columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)), input.dtype)
-    partials = None
-    if want_weight:
-        partials = workspace("weight_partials", (n_chunks, out_channels, weight[0].size),
-                             input.dtype)
-        partials.fill(0)
+    partials = workspace("weight_partials", (n_chunks, weight.shape[0], weight[0].size),
+                         input.dtype)
+    partials.fill(0)
     with blas_threads(blas):
-        _conv_gemm.conv2d_backward(grad_output, input, weight, grad_input, partials, n_chunks,
+        _conv_gemm.conv2d_backward(grad_output, input, weight, None, partials, n_chunks,
                                    *geometry.kernel_args(), columns, openmp_threads)
-    if want_weight:
-        _reduce.sum_partials(partials.reshape(n_chunks, -1), grad_weight.reshape(-1),
-                             get_num_threads())
-    return grad_input, grad_weight, grad_bias
+    _reduce.sum_partials(partials.reshape(n_chunks, -1), grad_weight.reshape(-1),
+                         get_num_threads())
+
+
+def _bias_gradient(grad_output):
+    batch, channels = grad_output.shape[:2]
+    grad_bias = np.zeros(channels, grad_output.dtype)
+    _reduce.channel_sums(grad_output.reshape(batch, channels, -1), grad_bias, split(channels)[0])
+    return grad_bias
 
 
 def _column_size(weight, geometry):

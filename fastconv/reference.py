@@ -4,7 +4,8 @@ Written for clarity, vectorised where that stays readable. Never imported by the
 """
 import numpy as np
 
-from fastconv._checks import (check_bias, check_conv2d, check_grad_output, float_arrays)
+from fastconv._checks import (check_bias, check_conv2d, check_conv_transpose2d, check_grad_output,
+                              float_arrays)
 
 
 def _padded(input, geometry, kernel_h, kernel_w):
@@ -75,4 +76,65 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     grad_input = grad_padded[:, :, g.pad_h:g.pad_h + height, g.pad_w:g.pad_w + width]
     grad_bias = grad_output.sum(axis=(0, 2, 3))
     results = (np.ascontiguousarray(grad_input), grad_weight, grad_bias)
+    return tuple(r if m else None for r, m in zip(results, output_mask))
+
+
+def _transpose_taps(geometry, size, kernel_h, kernel_w):
+    """Padded output canvas size of a transposed convolution (before cropping padding)."""
+    g = geometry
+    return (max(size[0] + 2 * g.pad_h, (g.out_h - 1) * g.stride_h + g.dilation_h * (kernel_h - 1) + 1),
+            max(size[1] + 2 * g.pad_w, (g.out_w - 1) * g.stride_w + g.dilation_w * (kernel_w - 1) + 1))
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Reference torch.nn.functional.conv_transpose2d: each input pixel scatters its
+    kernel-weighted copy onto a padded canvas, one einsum per kernel tap; the padding is
+    then cropped off."""
+    fn = "conv_transpose2d"
+    arrays = float_arrays(fn, input=input, weight=weight, bias=bias)
+    input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
+    g, size = check_conv_transpose2d(fn, input, weight, stride, padding, output_padding,
+                                     groups, dilation)
+    in_channels, group_out, kernel_h, kernel_w = weight.shape
+    check_bias(fn, bias, group_out * groups)
+    canvas = np.zeros((input.shape[0], group_out * groups,
+                       *_transpose_taps(g, size, kernel_h, kernel_w)), input.dtype)
+    weight_grouped = weight.reshape(groups, in_channels // groups, group_out, kernel_h, kernel_w)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            _grouped(_tap(canvas, g, i, j), groups)[...] += np.einsum(
+                "ngchw,gco->ngohw", _grouped(input, groups), weight_grouped[:, :, :, i, j])
+    output = canvas[:, :, g.pad_h:g.pad_h + size[0], g.pad_w:g.pad_w + size[1]]
+    if bias is not None:
+        output = output + bias[None, :, None, None]
+    return np.ascontiguousarray(output)
+
+
+def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0,
+                              groups=1, dilation=1, output_mask=(True, True, True)):
+    """Reference gradients of conv_transpose2d: (grad_input, grad_weight, grad_bias)."""
+    fn = "conv_transpose2d_backward"
+    arrays = float_arrays(fn, grad_output=grad_output, input=input, weight=weight)
+    grad_output, input, weight = arrays["grad_output"], arrays["input"], arrays["weight"]
+    g, size = check_conv_transpose2d(fn, input, weight, stride, padding, output_padding,
+                                     groups, dilation)
+    in_channels, group_out, kernel_h, kernel_w = weight.shape
+    check_grad_output(fn, grad_output, (input.shape[0], group_out * groups, *size))
+    canvas = np.zeros((input.shape[0], group_out * groups,
+                       *_transpose_taps(g, size, kernel_h, kernel_w)), input.dtype)
+    canvas[:, :, g.pad_h:g.pad_h + size[0], g.pad_w:g.pad_w + size[1]] = grad_output
+    weight_grouped = weight.reshape(groups, in_channels // groups, group_out, kernel_h, kernel_w)
+    grad_input = np.zeros_like(input)
+    grad_weight = np.zeros_like(weight)
+    grad_weight_grouped = grad_weight.reshape(weight_grouped.shape)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            tap = _grouped(_tap(canvas, g, i, j), groups)
+            _grouped(grad_input, groups)[...] += np.einsum(
+                "ngohw,gco->ngchw", tap, weight_grouped[:, :, :, i, j])
+            grad_weight_grouped[:, :, :, i, j] = np.einsum(
+                "ngohw,ngchw->gco", tap, _grouped(input, groups))
+    grad_bias = grad_output.sum(axis=(0, 2, 3))
+    results = (grad_input, grad_weight, grad_bias)
     return tuple(r if m else None for r, m in zip(results, output_mask))

@@ -73,9 +73,14 @@ def conv2d_backward(const floating[:, :, :, ::1] grad_output, const floating[:, 
 
     The batch is cut into n_chunks fixed chunks of consecutive images, chunk k adding its
     weight gradient into grad_weight_partials[k] (shape (n_chunks, C_out, C_in/groups*kH*kW)),
-    so the result does not depend on the thread count. Either output may be None.
+    so the result does not depend on the thread count. Either output may be None, and
+    input may be None when grad_weight_partials is (the transposed convolution's forward).
     """
-    cdef Py_ssize_t batch = input.shape[0], height = input.shape[2], width = input.shape[3]
+    cdef Py_ssize_t batch = grad_output.shape[0], height, width
+    if input is None:
+        height, width = grad_input.shape[2], grad_input.shape[3]
+    else:
+        height, width = input.shape[2], input.shape[3]
     cdef Py_ssize_t out_channels = weight.shape[0], group_in = weight.shape[1]
     cdef Py_ssize_t kernel_h = weight.shape[2], kernel_w = weight.shape[3]
     cdef Py_ssize_t out_h = grad_output.shape[2], out_w = grad_output.shape[3]
