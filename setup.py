@@ -81,7 +81,8 @@ class BuildExt(build_ext):
 
 def extensions():
     from Cython.Build import cythonize
-    modules = [Extension(f"fastconv.{name}", [f"src/{name}.pyx"]) for name in MODULES]
+    modules = [Extension(f"fastconv.{name}", [f"src/{name}.pyx"], include_dirs=["src"])
+               for name in MODULES]
     return cythonize(modules, include_path=["src"], language_level=3,
                      compiler_directives={"boundscheck": False, "wraparound": False,
                                           "cdivision": True, "initializedcheck": False})

@@ -59,8 +59,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     batch = input.shape[0]
     output = np.empty((batch, weight.shape[0], geometry.out_h, geometry.out_w), input.dtype)
     if algo == "direct":
+        openmp_threads = split(batch * groups)[0]
+        padded_h, padded_w = _padded_extent(weight, geometry)
+        scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
+                                       + geometry.out_h * padded_w), input.dtype)
         _conv_direct.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
-                                    split(batch * weight.shape[0])[0])
+                                    scratch, openmp_threads)
         return output
     openmp_threads, blas = split(batch)
     columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)), input.dtype)
@@ -97,15 +101,22 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     grad_weight = np.zeros_like(weight) if want_weight else None
     grad_bias = _bias_gradient(grad_output) if want_bias else None
     if algo == "direct":
+        out_h = geometry.out_h
+        padded_h, padded_w = _padded_extent(weight, geometry)
         if want_input:
+            openmp_threads = split(batch * groups)[0]
+            scratch = workspace("direct", (openmp_threads, (out_channels // groups) * out_h
+                                           * padded_w + padded_h * padded_w), input.dtype)
             _conv_direct.conv2d_backward_input(grad_output, weight, grad_input,
-                                               *geometry.kernel_args(),
-                                               split(grad_input.shape[0] * grad_input.shape[1])[0])
+                                               *geometry.kernel_args(), scratch, openmp_threads)
         if want_weight:
             openmp_threads = split(out_channels)[0]
-            lanes = workspace("lanes", (openmp_threads, geometry.out_w), np.float64)
+            scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
+                                           + out_h * padded_w), input.dtype)
+            totals = workspace("direct_totals", (openmp_threads, weight[0].size), np.float64)
             _conv_direct.conv2d_backward_weight(grad_output, input, grad_weight,
-                                                *geometry.kernel_args(), lanes, openmp_threads)
+                                                *geometry.kernel_args(), scratch, totals,
+                                                openmp_threads)
         return grad_input, grad_weight, grad_bias
     if want_input:
         _gemm_input_gradient(grad_output, weight, geometry, grad_input)
@@ -217,6 +228,14 @@ def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
                                    *geometry.kernel_args(), columns, openmp_threads)
     _reduce.sum_partials(partials.reshape(n_chunks, -1), grad_weight.reshape(-1),
                          get_num_threads())
+
+
+def _padded_extent(weight, geometry):
+    """Rows and columns of the zero-padded input planes the direct kernels read."""
+    kernel_h, kernel_w = weight.shape[2:]
+    g = geometry
+    return ((g.out_h - 1) * g.stride_h + g.dilation_h * (kernel_h - 1) + 1,
+            (g.out_w - 1) * g.stride_w + g.dilation_w * (kernel_w - 1) + 1)
 
 
 def _bias_gradient(grad_output):
