@@ -97,7 +97,9 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     grad_bias = None
     if want_bias:
         grad_bias = np.zeros(out_channels, input.dtype)
-        _reduce.channel_sums(grad_output.reshape(batch, out_channels, -1), grad_bias,
+        # Explicit sizes, not -1: NumPy cannot infer an axis of a zero-size array (N = 0).
+        pixels = geometry.out_h * geometry.out_w
+        _reduce.channel_sums(grad_output.reshape(batch, out_channels, pixels), grad_bias,
                              split(out_channels)[0])
     if algo == "direct":
         if want_input:
@@ -122,8 +124,8 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         _conv_gemm.conv2d_backward(grad_output, input, weight, grad_input, partials, n_chunks,
                                    *geometry.kernel_args(), columns, openmp_threads)
     if want_weight:
-        _reduce.sum_partials(partials.reshape(n_chunks, -1), grad_weight.reshape(-1),
-                             get_num_threads())
+        _reduce.sum_partials(partials.reshape(n_chunks, grad_weight.size),
+                             grad_weight.reshape(-1), get_num_threads())
     return grad_input, grad_weight, grad_bias
 
 
