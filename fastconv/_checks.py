@@ -63,8 +63,10 @@ def check_conv2d(fn, input, weight, stride, padding, dilation, groups):
     """Validate conv2d arguments (arrays already through float_arrays) and return the geometry."""
     check_rank(fn, "input", input, 4, "(N, C_in, H, W)")
     check_rank(fn, "weight", weight, 4, "(C_out, C_in / groups, kH, kW)")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
+    if isinstance(groups, bool) or not isinstance(groups, int):
+        raise TypeError(f"{fn}: groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"{fn}: groups must be positive, got {groups!r}")
     batch, in_channels, height, width = input.shape
     out_channels, group_in, kernel_h, kernel_w = weight.shape
     if in_channels % groups or out_channels % groups:
