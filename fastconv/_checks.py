@@ -22,7 +22,9 @@ def float_arrays(fn, **arrays):
         array = np.asarray(value)
         if array.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{fn}: {name} must be float32 or float64, got dtype {array.dtype}")
-        out[name] = np.ascontiguousarray(array)
+        # Not np.ascontiguousarray, which turns a 0-d array into shape (1,) and so
+        # would misreport the shape in the rank error that follows.
+        out[name] = np.asarray(array, order="C")
     dtypes = {name: a.dtype for name, a in out.items() if a is not None}
     if len(set(dtypes.values())) > 1:
         listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
