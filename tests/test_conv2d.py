@@ -543,6 +543,9 @@ THREAD_GEOMETRIES = [
     case(1, 4, 6, (6, 5), 1, "pointwise"),
     case(1, 4, 4, (7, 6), 3, "depthwise", padding="same", groups=4),
     case(1, 8, 6, (6, 7), 3, "wide", padding=1),
+    # At batch 1 the threads go to BLAS; a GEMM this size (24 x 144 x 144) is one that
+    # OpenBLAS splits between them.
+    case(1, 16, 24, (12, 12), 3, "blas-threads", padding=1),
 ]
 
 
@@ -620,6 +623,27 @@ def test_non_contiguous_inputs(c, algo, dtype, single_thread):
                 assert_bitwise_equal(actual, wanted, f"{name} with {layout} argument {position}")
                 assert actual.flags.c_contiguous
         assert tested >= 2, f"argument {position}: only {tested} non-contiguous layouts"
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_read_only_and_broadcast_inputs(algo, single_thread):
+    """Read-only arrays reach the kernels uncopied; zero-stride (broadcast) views are copied."""
+    c = case(3, 4, 6, (6, 5), (3, 2), stride=(2, 1), padding=1, groups=2)
+    arrays = c.arrays(np.float64, seed=23)
+    expected = run_all(c, arrays, algo)
+    read_only = [a.copy() for a in arrays]
+    for array in read_only:
+        array.setflags(write=False)
+    for name, actual, wanted in zip(RESULT_NAMES, run_all(c, read_only, algo), expected):
+        assert_bitwise_equal(actual, wanted, f"{name} from read-only arguments")
+
+    input, weight, bias, grad_output = arrays
+    repeated = np.repeat(input[:1], c.batch, axis=0)
+    broadcast = np.broadcast_to(input[:1], input.shape)
+    expected = run_all(c, (repeated, weight, bias, grad_output), algo)
+    results = run_all(c, (broadcast, weight, bias, grad_output), algo)
+    for name, actual, wanted in zip(RESULT_NAMES, results, expected):
+        assert_bitwise_equal(actual, wanted, f"{name} from a broadcast input")
 
 
 @pytest.mark.parametrize("mask", list(itertools.product([True, False], repeat=3)),
