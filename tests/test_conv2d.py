@@ -398,9 +398,16 @@ CASE_PARAMS = [pytest.param(dtype, index, id=f"{dtype.name}-{index}-{c.id}")
 
 @functools.lru_cache(maxsize=None)
 def case_data(dtype, index):
-    """Arrays in dtype and the float64 reference results on exactly those values."""
+    """Arrays in dtype and the float64 reference results on exactly those values.
+
+    The arrays are shared by the three algorithms' tests, so they are made read-only: a
+    call that wrote into its arguments would fail rather than corrupt the next test.
+    """
     c = CASES[dtype][index]
     arrays = c.arrays(dtype, seed=index)
+    for array in arrays:
+        if array is not None:
+            array.setflags(write=False)
     input, weight, bias, grad_output = (None if a is None else a.astype(np.float64)
                                         for a in arrays)
     expected = reference.conv2d(input, weight, bias, **c.kwargs)
