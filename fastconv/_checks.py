@@ -23,7 +23,9 @@ def float_arrays(fn, **arrays):
         array = np.asarray(value)
         if array.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{fn}: {name} must be float32 or float64, got dtype {array.dtype}")
-        out[name] = np.ascontiguousarray(array)
+        # Not np.ascontiguousarray, which turns a 0-d array into shape (1,) and so
+        # would misreport the shape in the rank error that follows.
+        out[name] = np.asarray(array, order="C")
     dtypes = {name: a.dtype for name, a in out.items() if a is not None}
     if len(set(dtypes.values())) > 1:
         listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
@@ -127,8 +129,10 @@ def check_conv_transpose2d(fn, input, weight, stride, padding, output_padding, g
 
 
 def check_groups(fn, groups, in_channels, out_channels, input, weight):
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
+    if isinstance(groups, bool) or not isinstance(groups, int):
+        raise TypeError(f"{fn}: groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"{fn}: groups must be positive, got {groups!r}")
     if in_channels % groups or out_channels % groups:
         raise ValueError(f"{fn}: groups={groups} must divide both C_in={in_channels} and "
                          f"C_out={out_channels} (input {input.shape}, weight {weight.shape})")

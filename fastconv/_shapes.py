@@ -1,4 +1,7 @@
 """Output-size arithmetic: the only place it lives."""
+import operator
+
+import numpy as np
 
 
 def pair(value, name, fn):
@@ -7,10 +10,13 @@ def pair(value, name, fn):
         h, w = value
     else:
         h = w = value
-    for v in (h, w):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{fn}: {name} must be an int or a pair of ints, got {value!r}")
-    return int(h), int(w)
+    try:
+        if isinstance(h, (bool, np.bool_)) or isinstance(w, (bool, np.bool_)):
+            raise TypeError
+        # operator.index admits ints and NumPy integers, not floats or strings.
+        return operator.index(h), operator.index(w)
+    except TypeError:
+        raise TypeError(f"{fn}: {name} must be an int or a pair of ints, got {value!r}") from None
 
 
 def conv_output_size(size, kernel, stride, pad_begin, pad_end, dilation):

@@ -226,7 +226,7 @@ def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
     with blas_threads(blas):
         _conv_gemm.conv2d_backward(grad_output, input, weight, None, partials, n_chunks,
                                    *geometry.kernel_args(), columns, openmp_threads)
-    _reduce.sum_partials(partials.reshape(n_chunks, -1), grad_weight.reshape(-1),
+    _reduce.sum_partials(partials.reshape(n_chunks, grad_weight.size), grad_weight.reshape(-1),
                          get_num_threads())
 
 
@@ -239,9 +239,11 @@ def _padded_extent(weight, geometry):
 
 
 def _bias_gradient(grad_output):
-    batch, channels = grad_output.shape[:2]
+    batch, channels, height, width = grad_output.shape
     grad_bias = np.zeros(channels, grad_output.dtype)
-    _reduce.channel_sums(grad_output.reshape(batch, channels, -1), grad_bias, split(channels)[0])
+    # Explicit sizes, not -1: NumPy cannot infer an axis of a zero-size array (N = 0).
+    _reduce.channel_sums(grad_output.reshape(batch, channels, height * width), grad_bias,
+                         split(channels)[0])
     return grad_bias
 
 
