@@ -127,3 +127,15 @@ def test_unsaveable_values_are_rejected(tmp_path):
     with pytest.raises(TypeError, match="cannot save"):
         fastconv.save({"bad": {1, 2}}, tmp_path / "x.npz")
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_plain_npz_of_a_pytorch_state_dict_loads(tmp_path):
+    """np.savez(path, **{k: v.numpy() for k, v in torch_model.state_dict().items()})."""
+    target = model()
+    exported = OrderedDict((key, np.full(value.shape, 0.5, value.dtype))
+                           for key, value in target.state_dict().items())
+    np.savez(tmp_path / "torch.npz", **exported)
+    loaded = fastconv.load(tmp_path / "torch.npz")
+    assert list(loaded) == list(exported)
+    target.load_state_dict(loaded)
+    np.testing.assert_array_equal(target[4].bias.data, 0.5)
