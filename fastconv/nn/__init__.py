@@ -3,6 +3,11 @@
 Each Module's forward(x) caches what its backward needs (in training mode only);
 backward(grad_output) returns the gradient w.r.t. the input and accumulates into the
 parameters' .grad.
+
+Arguments keep PyTorch's names, order and defaults. Two kinds are keyword-only: dtype
+(float32, the default, or float64), which PyTorch places after a device argument; and the
+loss options that PyTorch places after its deprecated size_average and reduce. A
+positional call written for PyTorch then fails loudly instead of binding the wrong argument.
 """
 from fastconv.nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from fastconv.nn.conv import Conv2d, ConvTranspose2d

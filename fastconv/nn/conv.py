@@ -67,7 +67,7 @@ class Conv2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", dtype=None, *, algo="auto"):
+                 groups=1, bias=True, padding_mode="zeros", *, dtype=None, algo="auto"):
         super().__init__()
         layer = "Conv2d"
         _check_channels(layer, in_channels, out_channels, groups)
@@ -154,7 +154,7 @@ class ConvTranspose2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
+                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros", *,
                  dtype=None):
         super().__init__()
         layer = "ConvTranspose2d"

@@ -20,7 +20,7 @@ class Linear(Module):
     and bias (out_features,) are U(+-1/sqrt(in_features)), as PyTorch.
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=None):
+    def __init__(self, in_features, out_features, bias=True, *, dtype=None):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -13,7 +13,7 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 class _Loss(Module):
-    def __init__(self, reduction="mean"):
+    def __init__(self, *, reduction="mean"):
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, "
@@ -82,8 +82,8 @@ class CrossEntropyLoss(_Loss):
     p_n * sum_c q_n[c] - q_n.
     """
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-        super().__init__(reduction)
+    def __init__(self, weight=None, *, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        super().__init__(reduction=reduction)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be between 0.0 and 1.0, "
                              f"got {label_smoothing!r}")
@@ -192,8 +192,8 @@ class MultiMarginLoss(_Loss):
     and "mean" averages over samples. p is 1 or 2; weight (C,) or None.
     """
 
-    def __init__(self, p=1, margin=1.0, weight=None, reduction="mean"):
-        super().__init__(reduction)
+    def __init__(self, p=1, margin=1.0, weight=None, *, reduction="mean"):
+        super().__init__(reduction=reduction)
         if p not in (1, 2):
             raise ValueError(f"MultiMarginLoss: only p == 1 and p == 2 are supported, got {p!r}")
         self.p, self.margin = p, margin

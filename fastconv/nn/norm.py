@@ -57,7 +57,7 @@ class _BatchNorm(Module):
     _input_layout = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=None):
+                 track_running_stats=True, *, dtype=None):
         super().__init__()
         layer = type(self).__name__
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
@@ -209,7 +209,7 @@ class GroupNorm(Module):
     Shapes: (N, C, *) -> (N, C, *).
     """
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=None):
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, dtype=None):
         super().__init__()
         if num_groups < 1 or num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by "
@@ -270,7 +270,7 @@ class LayerNorm(Module):
     Shapes: (*, *normalized_shape) -> same shape.
     """
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, *,
                  dtype=None):
         super().__init__()
         shape = ((normalized_shape,) if isinstance(normalized_shape, int)
@@ -342,7 +342,7 @@ class InstanceNorm2d(Module):
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
-                 track_running_stats=False, dtype=None):
+                 track_running_stats=False, *, dtype=None):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
