@@ -2,7 +2,7 @@
 
 Each caches the one array its derivative needs: the output where the derivative is a
 function of it (ReLU, Sigmoid, Tanh; the next layer usually keeps that array anyway,
-so caching it costs no memory), else the input.
+so caching it costs no memory), the sign mask (LeakyReLU) or the input (GELU).
 """
 import math
 

@@ -11,12 +11,13 @@ from fastconv import functional as F
 from fastconv.nn.module import Module
 
 
+_SHOWN = object()  # the default of an argument repr always shows
+
+
 def _repr_args(pairs):
+    """'name=value' for each (name, value, default) whose value is not its default."""
     return ", ".join(f"{name}={value!r}" for name, value, default in pairs
                      if default is _SHOWN or value != default)
-
-
-_SHOWN = object()  # marks an argument repr always shows
 
 
 class MaxPool2d(Module):
