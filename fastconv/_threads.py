@@ -33,23 +33,22 @@ def get_num_threads():
     return _num_threads
 
 
-def split(work_items):
-    """(OpenMP threads, BLAS threads) for a kernel with this many independent work items.
+def kernel_threads(work_items):
+    """OpenMP threads for a kernel with this many independent work items."""
+    return max(1, min(_num_threads, work_items)) if openmp_enabled() else 1
 
-    OpenMP takes the threads when there is enough parallel work and then BLAS runs
-    single-threaded inside each; with fewer items than threads BLAS gets the rest.
-    Their product never exceeds get_num_threads().
+
+def single_threaded_blas():
+    """Context manager limiting BLAS to one thread while the GEMM kernels run.
+
+    The kernels call BLAS from inside their OpenMP threads, so BLAS threads would
+    multiply with them; and a multi-threaded GEMM sums in another order, which would
+    make results depend on the thread count.
     """
-    openmp_threads = max(1, min(_num_threads, work_items)) if openmp_enabled() else 1
-    return openmp_threads, max(1, _num_threads // openmp_threads)
-
-
-def blas_threads(n):
-    """Context manager limiting the BLAS libraries loaded in this process to n threads."""
     global _blas_controller
     if _blas_controller is None:
         _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=n, user_api="blas")
+    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 def blas_info():

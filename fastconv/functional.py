@@ -8,12 +8,15 @@ import numpy as np
 from fastconv import _conv_direct, _conv_gemm, _reduce
 from fastconv._checks import (check_bias, check_conv2d, check_conv_transpose2d, check_grad_output,
                               float_arrays)
-from fastconv._threads import blas_threads, get_num_threads, split
+from fastconv._threads import get_num_threads, kernel_threads, single_threaded_blas
 from fastconv._workspace import workspace
 
 CONV_ALGORITHMS = ("auto", "direct", "im2col")
 # Weight-gradient partial sums per call: fixed so results never depend on the thread count.
 MAX_WEIGHT_PARTIALS = 16
+# A GEMM narrower than this many columns runs well below the BLAS's peak, so small
+# images are convolved several at a time.
+GEMM_COLUMNS = 512
 
 
 def _conv_algorithm(fn, algo, weight, groups):
@@ -59,18 +62,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     batch = input.shape[0]
     output = np.empty((batch, weight.shape[0], geometry.out_h, geometry.out_w), input.dtype)
     if algo == "direct":
-        openmp_threads = split(batch * groups)[0]
+        openmp_threads = kernel_threads(batch * groups)
         padded_h, padded_w = _padded_extent(weight, geometry)
         scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
                                        + geometry.out_h * padded_w), input.dtype)
         _conv_direct.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
                                     scratch, openmp_threads)
         return output
-    openmp_threads, blas = split(batch)
-    columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)), input.dtype)
-    with blas_threads(blas):
-        _conv_gemm.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
-                                  columns, openmp_threads)
+    _gemm_forward(input, weight, bias, geometry, output)
     return output
 
 
@@ -104,13 +103,13 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         out_h = geometry.out_h
         padded_h, padded_w = _padded_extent(weight, geometry)
         if want_input:
-            openmp_threads = split(batch * groups)[0]
+            openmp_threads = kernel_threads(batch * groups)
             scratch = workspace("direct", (openmp_threads, (out_channels // groups) * out_h
                                            * padded_w + padded_h * padded_w), input.dtype)
             _conv_direct.conv2d_backward_input(grad_output, weight, grad_input,
                                                *geometry.kernel_args(), scratch, openmp_threads)
         if want_weight:
-            openmp_threads = split(out_channels)[0]
+            openmp_threads = kernel_threads(out_channels)
             scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
                                            + out_h * padded_w), input.dtype)
             totals = workspace("direct_totals", (openmp_threads, weight[0].size), np.float64)
@@ -191,43 +190,66 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     grad_bias = _bias_gradient(grad_output) if want_bias else None
     if want_input:
         grad_input = np.empty_like(input)
-        openmp_threads, blas = split(batch)
-        columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)),
-                            input.dtype)
-        with blas_threads(blas):
-            _conv_gemm.conv2d_forward(grad_output, weight, None, grad_input,
-                                      *geometry.kernel_args(), columns, openmp_threads)
+        _gemm_forward(grad_output, weight, None, geometry, grad_input)
     if want_weight:
         grad_weight = np.zeros_like(weight)
         _gemm_weight_gradient(input, grad_output, weight, geometry, grad_weight)
     return grad_input, grad_weight, grad_bias
 
 
+def _gemm_forward(input, weight, bias, geometry, output):
+    """output <- conv2d(input, weight) + bias: im2col and a GEMM per block of images."""
+    per_gemm = _images_per_gemm(geometry)
+    openmp_threads = kernel_threads(-(-input.shape[0] // per_gemm))
+    scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
+                        input.dtype)
+    with single_threaded_blas():
+        _conv_gemm.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
+                                  per_gemm, scratch, openmp_threads)
+
+
 def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
-    """grad_input += conv2d's input gradient: a GEMM and col2im per image."""
-    batch = grad_output.shape[0]
-    openmp_threads, blas = split(batch)
-    columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)),
+    """grad_input += conv2d's input gradient: a GEMM and col2im per block of images."""
+    per_gemm = _images_per_gemm(geometry)
+    openmp_threads = kernel_threads(-(-grad_output.shape[0] // per_gemm))
+    scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
                         grad_output.dtype)
-    with blas_threads(blas):
-        _conv_gemm.conv2d_backward(grad_output, None, weight, grad_input, None, batch,
-                                   *geometry.kernel_args(), columns, openmp_threads)
+    with single_threaded_blas():
+        _conv_gemm.conv2d_backward_input(grad_output, weight, grad_input,
+                                         *geometry.kernel_args(), per_gemm, scratch,
+                                         openmp_threads)
 
 
 def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
     """grad_weight += conv2d's weight gradient, summed over fixed chunks of the batch."""
     batch = input.shape[0]
-    n_chunks = min(batch, MAX_WEIGHT_PARTIALS)
-    openmp_threads, blas = split(n_chunks)
-    columns = workspace("columns", (openmp_threads, _column_size(weight, geometry)), input.dtype)
+    per_gemm = _images_per_gemm(geometry)
+    # Chunks depend on the batch and the geometry only, never on the thread count.
+    n_chunks = max(1, min(batch // per_gemm, MAX_WEIGHT_PARTIALS))
+    openmp_threads = kernel_threads(n_chunks)
+    scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
+                        input.dtype)
     partials = workspace("weight_partials", (n_chunks, weight.shape[0], weight[0].size),
                          input.dtype)
     partials.fill(0)
-    with blas_threads(blas):
-        _conv_gemm.conv2d_backward(grad_output, input, weight, None, partials, n_chunks,
-                                   *geometry.kernel_args(), columns, openmp_threads)
+    with single_threaded_blas():
+        _conv_gemm.conv2d_backward_weight(grad_output, input, weight, partials,
+                                          *geometry.kernel_args(), per_gemm, scratch,
+                                          openmp_threads)
     _reduce.sum_partials(partials.reshape(n_chunks, grad_weight.size), grad_weight.reshape(-1),
                          get_num_threads())
+
+
+def _images_per_gemm(geometry):
+    """Images whose columns share one GEMM: enough for ~GEMM_COLUMNS columns."""
+    return max(1, GEMM_COLUMNS // (geometry.out_h * geometry.out_w))
+
+
+def _gemm_workspace(weight, geometry, per_gemm):
+    """Elements per thread: the block's column matrix and its gathered output planes."""
+    out_channels, group_in, kernel_h, kernel_w = weight.shape
+    rows = group_in * kernel_h * kernel_w + out_channels // geometry.groups
+    return rows * per_gemm * geometry.out_h * geometry.out_w
 
 
 def _padded_extent(weight, geometry):
@@ -243,9 +265,5 @@ def _bias_gradient(grad_output):
     grad_bias = np.zeros(channels, grad_output.dtype)
     # Explicit sizes, not -1: NumPy cannot infer an axis of a zero-size array (N = 0).
     _reduce.channel_sums(grad_output.reshape(batch, channels, height * width), grad_bias,
-                         split(channels)[0])
+                         kernel_threads(channels))
     return grad_bias
-
-
-def _column_size(weight, geometry):
-    return weight[0].size * geometry.out_h * geometry.out_w

@@ -1,13 +1,18 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True
 """Convolution as im2col + GEMM, forward and backward.
 
-OpenMP runs over images (forward) or fixed chunks of images (backward); every thread
-owns its images' outputs and its column buffer, and calls a single-threaded BLAS.
+Images go through a GEMM `per_gemm` at a time: their column matrices sit side by side
+in one (C_in / groups * kH * kW, per_gemm * out_h * out_w) matrix, because one small
+image alone makes a GEMM too narrow to run at full speed. OpenMP runs over these blocks
+of images (forward, input gradient) or over fixed chunks of the batch (weight gradient);
+each thread owns its outputs and its workspace row and calls a single-threaded BLAS.
+
 Shapes: input (N, C_in, H, W), weight (C_out, C_in / groups, kH, kW),
-output (N, C_out, out_h, out_w). workspace has one row of at least
-C_in / groups * kH * kW * out_h * out_w elements per thread.
+output (N, C_out, out_h, out_w). workspace has one row per thread of
+(C_in / groups * kH * kW + C_out / groups) * per_gemm * out_h * out_w elements.
 """
 from cython.parallel cimport prange, threadid
+from libc.string cimport memcpy
 from _common cimport floating, gemm
 from _im2col cimport im2col_image, col2im_image
 
@@ -22,103 +27,176 @@ cdef inline bint reads_input_as_columns(Py_ssize_t kernel_h, Py_ssize_t kernel_w
             and pad_h == 0 and pad_w == 0 and out_h == height and out_w == width)
 
 
+cdef inline void gather_planes(const floating* first, Py_ssize_t image_stride,
+                               Py_ssize_t count, Py_ssize_t planes, Py_ssize_t plane_size,
+                               floating* block) noexcept nogil:
+    """block (planes, count * plane_size) <- the planes of count consecutive images."""
+    cdef Py_ssize_t b, p
+    for b in range(count):
+        for p in range(planes):
+            memcpy(block + p * count * plane_size + b * plane_size,
+                   first + b * image_stride + p * plane_size, plane_size * sizeof(floating))
+
+
 def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, ::1] weight,
                    const floating[::1] bias, floating[:, :, :, ::1] output,
                    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
                    Py_ssize_t dilation_h, Py_ssize_t dilation_w, Py_ssize_t groups,
-                   floating[:, ::1] workspace, int n_threads):
+                   Py_ssize_t per_gemm, floating[:, ::1] workspace, int n_threads):
     """output <- conv2d(input, weight) + bias (bias may be None)."""
     cdef Py_ssize_t batch = input.shape[0], height = input.shape[2], width = input.shape[3]
     cdef Py_ssize_t out_channels = weight.shape[0], group_in = weight.shape[1]
     cdef Py_ssize_t kernel_h = weight.shape[2], kernel_w = weight.shape[3]
     cdef Py_ssize_t out_h = output.shape[2], out_w = output.shape[3]
     cdef Py_ssize_t group_out = out_channels // groups
-    cdef int rows = group_in * kernel_h * kernel_w, pixels = out_h * out_w
+    cdef Py_ssize_t rows = group_in * kernel_h * kernel_w, pixels = out_h * out_w
+    cdef Py_ssize_t n_blocks = (batch + per_gemm - 1) // per_gemm
     cdef bint has_bias = bias is not None
     cdef bint direct_columns = reads_input_as_columns(kernel_h, kernel_w, stride_h, stride_w,
                                                       pad_h, pad_w, height, width, out_h, out_w)
-    cdef Py_ssize_t n, g, c, p
+    cdef Py_ssize_t block, first, count, width_block, n, b, g, c, p
     cdef const floating* columns
+    cdef floating* buffer
+    cdef floating* product
     cdef floating* out_plane
-    cdef floating beta
     with nogil:
-        for n in prange(batch, num_threads=n_threads, schedule="static"):
+        for block in prange(n_blocks, num_threads=n_threads, schedule="static"):
+            first = block * per_gemm
+            count = min(per_gemm, batch - first)
+            width_block = count * pixels
+            buffer = &workspace[threadid(), 0]
+            product = buffer + rows * width_block
             for g in range(groups):
-                if direct_columns:
-                    columns = &input[n, g * group_in, 0, 0]
+                if direct_columns and count == 1:
+                    columns = &input[first, g * group_in, 0, 0]
                 else:
-                    im2col_image(&input[n, g * group_in, 0, 0], group_in, height, width,
-                                 kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-                                 dilation_h, dilation_w, out_h, out_w, &workspace[threadid(), 0])
-                    columns = &workspace[threadid(), 0]
-                beta = 0
-                if has_bias:
-                    beta = 1
-                    for c in range(g * group_out, (g + 1) * group_out):
-                        out_plane = &output[n, c, 0, 0]
-                        for p in range(pixels):
-                            out_plane[p] = bias[c]
-                gemm(False, False, <int>group_out, pixels, rows, <floating>1,
-                     &weight[g * group_out, 0, 0, 0], rows, columns, pixels,
-                     beta, &output[n, g * group_out, 0, 0], pixels)
+                    for b in range(count):
+                        im2col_image(&input[first + b, g * group_in, 0, 0], group_in, height,
+                                     width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                                     dilation_h, dilation_w, out_h, out_w, buffer + b * pixels,
+                                     width_block)
+                    columns = buffer
+                if count == 1:
+                    product = &output[first, g * group_out, 0, 0]
+                gemm(False, False, <int>group_out, <int>width_block, <int>rows, <floating>1,
+                     &weight[g * group_out, 0, 0, 0], <int>rows, columns, <int>width_block,
+                     <floating>0, product, <int>width_block)
+                for b in range(count):
+                    n = first + b
+                    for c in range(group_out):
+                        out_plane = &output[n, g * group_out + c, 0, 0]
+                        if count > 1:
+                            memcpy(out_plane, product + c * width_block + b * pixels,
+                                   pixels * sizeof(floating))
+                        if has_bias:
+                            for p in range(pixels):
+                                out_plane[p] += bias[g * group_out + c]
 
 
-def conv2d_backward(const floating[:, :, :, ::1] grad_output, const floating[:, :, :, ::1] input,
-                    const floating[:, :, :, ::1] weight, floating[:, :, :, ::1] grad_input,
-                    floating[:, :, ::1] grad_weight_partials, Py_ssize_t n_chunks,
-                    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-                    Py_ssize_t dilation_h, Py_ssize_t dilation_w, Py_ssize_t groups,
-                    floating[:, ::1] workspace, int n_threads):
-    """grad_input += conv2d input gradient; grad_weight_partials[k] += weight gradient of chunk k.
-
-    The batch is cut into n_chunks fixed chunks of consecutive images, chunk k adding its
-    weight gradient into grad_weight_partials[k] (shape (n_chunks, C_out, C_in/groups*kH*kW)),
-    so the result does not depend on the thread count. Either output may be None, and
-    input may be None when grad_weight_partials is (the transposed convolution's forward).
-    """
-    cdef Py_ssize_t batch = grad_output.shape[0], height, width
-    if input is None:
-        height, width = grad_input.shape[2], grad_input.shape[3]
-    else:
-        height, width = input.shape[2], input.shape[3]
+def conv2d_backward_input(const floating[:, :, :, ::1] grad_output,
+                          const floating[:, :, :, ::1] weight, floating[:, :, :, ::1] grad_input,
+                          Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h,
+                          Py_ssize_t pad_w, Py_ssize_t dilation_h, Py_ssize_t dilation_w,
+                          Py_ssize_t groups, Py_ssize_t per_gemm, floating[:, ::1] workspace,
+                          int n_threads):
+    """grad_input += the input gradient: a GEMM with the transposed weight, then col2im."""
+    cdef Py_ssize_t batch = grad_input.shape[0], height = grad_input.shape[2]
+    cdef Py_ssize_t width = grad_input.shape[3]
     cdef Py_ssize_t out_channels = weight.shape[0], group_in = weight.shape[1]
     cdef Py_ssize_t kernel_h = weight.shape[2], kernel_w = weight.shape[3]
     cdef Py_ssize_t out_h = grad_output.shape[2], out_w = grad_output.shape[3]
     cdef Py_ssize_t group_out = out_channels // groups
-    cdef int rows = group_in * kernel_h * kernel_w, pixels = out_h * out_w
-    cdef bint want_input = grad_input is not None, want_weight = grad_weight_partials is not None
+    cdef Py_ssize_t rows = group_in * kernel_h * kernel_w, pixels = out_h * out_w
+    cdef Py_ssize_t n_blocks = (batch + per_gemm - 1) // per_gemm
     cdef bint direct_columns = reads_input_as_columns(kernel_h, kernel_w, stride_h, stride_w,
                                                       pad_h, pad_w, height, width, out_h, out_w)
-    cdef Py_ssize_t chunk, n, g
-    cdef const floating* columns
-    cdef const floating* grad_plane
+    cdef Py_ssize_t block, first, count, width_block, b, g
+    cdef const floating* gradients
     cdef floating* buffer
+    cdef floating* gathered
+    with nogil:
+        for block in prange(n_blocks, num_threads=n_threads, schedule="static"):
+            first = block * per_gemm
+            count = min(per_gemm, batch - first)
+            width_block = count * pixels
+            buffer = &workspace[threadid(), 0]
+            gathered = buffer + rows * width_block
+            for g in range(groups):
+                if count == 1:
+                    gradients = &grad_output[first, g * group_out, 0, 0]
+                else:
+                    gather_planes(&grad_output[first, g * group_out, 0, 0],
+                                  out_channels * pixels, count, group_out, pixels, gathered)
+                    gradients = gathered
+                if direct_columns and count == 1:
+                    gemm(True, False, <int>rows, <int>pixels, <int>group_out, <floating>1,
+                         &weight[g * group_out, 0, 0, 0], <int>rows, gradients, <int>pixels,
+                         <floating>1, &grad_input[first, g * group_in, 0, 0], <int>pixels)
+                    continue
+                gemm(True, False, <int>rows, <int>width_block, <int>group_out, <floating>1,
+                     &weight[g * group_out, 0, 0, 0], <int>rows, gradients, <int>width_block,
+                     <floating>0, buffer, <int>width_block)
+                for b in range(count):
+                    col2im_image(buffer + b * pixels, group_in, height, width, kernel_h,
+                                 kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
+                                 dilation_w, out_h, out_w, &grad_input[first + b, g * group_in, 0, 0],
+                                 width_block)
+
+
+def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
+                           const floating[:, :, :, ::1] input, const floating[:, :, :, ::1] weight,
+                           floating[:, :, ::1] grad_weight_partials,
+                           Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h,
+                           Py_ssize_t pad_w, Py_ssize_t dilation_h, Py_ssize_t dilation_w,
+                           Py_ssize_t groups, Py_ssize_t per_gemm, floating[:, ::1] workspace,
+                           int n_threads):
+    """grad_weight_partials[k] += the weight gradient of chunk k of the batch.
+
+    weight gives the kernel's shape only. The batch is cut into
+    grad_weight_partials.shape[0] fixed chunks of consecutive images (partials shaped
+    (n_chunks, C_out, C_in / groups * kH * kW)), so the sums do not depend on the
+    thread count.
+    """
+    cdef Py_ssize_t batch = input.shape[0], height = input.shape[2], width = input.shape[3]
+    cdef Py_ssize_t out_channels = weight.shape[0], group_in = weight.shape[1]
+    cdef Py_ssize_t kernel_h = weight.shape[2], kernel_w = weight.shape[3]
+    cdef Py_ssize_t out_h = grad_output.shape[2], out_w = grad_output.shape[3]
+    cdef Py_ssize_t group_out = out_channels // groups
+    cdef Py_ssize_t rows = group_in * kernel_h * kernel_w, pixels = out_h * out_w
+    cdef Py_ssize_t n_chunks = grad_weight_partials.shape[0]
+    cdef bint direct_columns = reads_input_as_columns(kernel_h, kernel_w, stride_h, stride_w,
+                                                      pad_h, pad_w, height, width, out_h, out_w)
+    cdef Py_ssize_t chunk, first, last, count, width_block, b, g
+    cdef floating* buffer
+    cdef floating* gathered
+    cdef const floating* columns
+    cdef const floating* gradients
     with nogil:
         for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
             buffer = &workspace[threadid(), 0]
-            for n in range(chunk * batch // n_chunks, (chunk + 1) * batch // n_chunks):
+            first = chunk * batch // n_chunks
+            last = (chunk + 1) * batch // n_chunks
+            while first < last:
+                count = min(per_gemm, last - first)
+                width_block = count * pixels
+                gathered = buffer + rows * width_block
                 for g in range(groups):
-                    grad_plane = &grad_output[n, g * group_out, 0, 0]
-                    if want_weight:
-                        if direct_columns:
-                            columns = &input[n, g * group_in, 0, 0]
-                        else:
-                            im2col_image(&input[n, g * group_in, 0, 0], group_in, height, width,
-                                         kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-                                         dilation_h, dilation_w, out_h, out_w, buffer)
-                            columns = buffer
-                        gemm(False, True, <int>group_out, rows, pixels, <floating>1,
-                             grad_plane, pixels, columns, pixels, <floating>1,
-                             &grad_weight_partials[chunk, g * group_out, 0], rows)
-                    if want_input:
-                        if direct_columns:
-                            gemm(True, False, rows, pixels, <int>group_out, <floating>1,
-                                 &weight[g * group_out, 0, 0, 0], rows, grad_plane, pixels,
-                                 <floating>1, &grad_input[n, g * group_in, 0, 0], pixels)
-                        else:
-                            gemm(True, False, rows, pixels, <int>group_out, <floating>1,
-                                 &weight[g * group_out, 0, 0, 0], rows, grad_plane, pixels,
-                                 <floating>0, buffer, pixels)
-                            col2im_image(buffer, group_in, height, width, kernel_h, kernel_w,
-                                         stride_h, stride_w, pad_h, pad_w, dilation_h,
-                                         dilation_w, out_h, out_w, &grad_input[n, g * group_in, 0, 0])
+                    if count == 1:
+                        gradients = &grad_output[first, g * group_out, 0, 0]
+                    else:
+                        gather_planes(&grad_output[first, g * group_out, 0, 0],
+                                      out_channels * pixels, count, group_out, pixels, gathered)
+                        gradients = gathered
+                    if direct_columns and count == 1:
+                        columns = &input[first, g * group_in, 0, 0]
+                    else:
+                        for b in range(count):
+                            im2col_image(&input[first + b, g * group_in, 0, 0], group_in,
+                                         height, width, kernel_h, kernel_w, stride_h, stride_w,
+                                         pad_h, pad_w, dilation_h, dilation_w, out_h, out_w,
+                                         buffer + b * pixels, width_block)
+                        columns = buffer
+                    gemm(False, True, <int>group_out, <int>rows, <int>width_block, <floating>1,
+                         gradients, <int>width_block, columns, <int>width_block, <floating>1,
+                         &grad_weight_partials[chunk, g * group_out, 0], <int>rows)
+                first = first + count
