@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from fastconv import init
+from fastconv._threads import single_threaded_blas
 from fastconv.nn.module import Module, Parameter, _float_dtype, _float_input
 
 
@@ -18,6 +19,11 @@ class Linear(Module):
 
     Shapes: (*, in_features) -> (*, out_features). weight (out_features, in_features)
     and bias (out_features,) are U(+-1/sqrt(in_features)), as PyTorch.
+
+    The products run on one BLAS thread, as the convolution kernels' do: results then do
+    not depend on the thread count, and BLAS threads never compete with the kernels'
+    OpenMP threads (measured: a 2-thread GEMM right after a convolution ran 10-30x slower
+    than a 1-thread one, the OpenMP threads still spinning).
     """
 
     def __init__(self, in_features, out_features, bias=True, *, dtype=None):
@@ -40,7 +46,8 @@ class Linear(Module):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input (*, {self.in_features}), got shape "
                              f"{x.shape}")
-        output = x @ self.weight.data.T
+        with single_threaded_blas():
+            output = x @ self.weight.data.T
         if self.bias is not None:
             output += self.bias.data
         self._save_for_backward(x)
@@ -51,10 +58,12 @@ class Linear(Module):
         (x,) = self._saved_for_backward()
         grad = np.asarray(grad_output)
         grad_rows = grad.reshape(-1, self.out_features)
-        self.weight.accumulate_grad(grad_rows.T @ x.reshape(-1, self.in_features))
+        with single_threaded_blas():
+            self.weight.accumulate_grad(grad_rows.T @ x.reshape(-1, self.in_features))
+            grad_input = grad @ self.weight.data
         if self.bias is not None:
             self.bias.accumulate_grad(grad_rows.sum(axis=0))
-        return grad @ self.weight.data
+        return grad_input
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}"
