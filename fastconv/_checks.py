@@ -219,7 +219,7 @@ def check_divisor_override(fn, divisor_override):
 
 
 def check_indices(fn, indices, shape, plane_h, plane_w):
-    """int64 indices of this shape, each a flat position h * W + w inside a plane_h x plane_w plane."""
+    """int64 indices of this shape, each a flat position h * W + w in a plane_h x plane_w plane."""
     indices = np.asarray(indices)
     if indices.dtype != np.int64:
         raise TypeError(f"{fn}: indices must be int64, got dtype {indices.dtype}")

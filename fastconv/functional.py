@@ -272,7 +272,7 @@ def adaptive_avg_pool2d(input, output_size):
 
 
 def adaptive_avg_pool2d_backward(grad_output, input_shape):
-    """Gradient of adaptive_avg_pool2d: grad_output (N, C, H_out, W_out) -> grad_input input_shape."""
+    """Gradient of adaptive_avg_pool2d: grad_output (N, C, H_out, W_out) -> grad_input."""
     fn = "adaptive_avg_pool2d_backward"
     grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
     input_shape = shape_tuple(fn, "input_shape", input_shape)
