@@ -225,11 +225,11 @@ def check_indices(fn, indices, shape, plane_h, plane_w):
         raise TypeError(f"{fn}: indices must be int64, got dtype {indices.dtype}")
     if indices.shape != tuple(shape):
         raise ValueError(f"{fn}: expected indices of shape {tuple(shape)}, got {indices.shape}")
-    if indices.size:
-        low, high = int(indices.min()), int(indices.max())
-        if low < 0 or high >= plane_h * plane_w:
-            raise ValueError(f"{fn}: indices must lie in [0, {plane_h * plane_w}) for "
-                             f"{plane_h}x{plane_w} planes, got values in [{low}, {high}]")
+    # Viewed as unsigned, negative indices become huge: one max() checks both bounds.
+    if indices.size and int(indices.view(np.uint64).max()) >= plane_h * plane_w:
+        raise ValueError(f"{fn}: indices must lie in [0, {plane_h * plane_w}) for "
+                         f"{plane_h}x{plane_w} planes, got values in "
+                         f"[{indices.min()}, {indices.max()}]")
     return np.ascontiguousarray(indices)
 
 
