@@ -151,7 +151,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     kernel_size, dilation : int or (h, w) pair, positive
     stride : int, (h, w) pair or None (= kernel_size)
     padding : int or (h, w) pair, at most half the effective kernel
-        dilation * (kernel_size - 1) + 1. Padding never wins a window.
+        dilation * (kernel_size - 1) + 1. Padding never wins a window; a dilated window
+        that would hold padding only (possible on tiny inputs) is a ValueError.
     ceil_mode : bool
         Round the output size up; a last window that would start in the right padding
         is dropped.
