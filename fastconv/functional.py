@@ -194,7 +194,7 @@ def max_pool2d_backward(grad_output, indices, input_shape):
     fn = "max_pool2d_backward"
     grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
     indices, input_shape = check_switches(fn, grad_output, indices, input_shape)
-    grad_input = np.zeros(input_shape, grad_output.dtype)
+    grad_input = np.empty(input_shape, grad_output.dtype)
     _pool.max_pool2d_backward(grad_output, indices, grad_input, _plane_threads(input_shape))
     return grad_input
 
@@ -244,7 +244,7 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     geometry = check_pool2d(fn, input_shape, kernel_size, stride, padding, 1, ceil_mode)
     divisor = check_divisor_override(fn, divisor_override)
     check_grad_output(fn, grad_output, (*input_shape[:2], geometry.out_h, geometry.out_w))
-    grad_input = np.zeros(input_shape, grad_output.dtype)
+    grad_input = np.empty(input_shape, grad_output.dtype)
     _pool.avg_pool2d_backward(grad_output, grad_input, *geometry.kernel_args()[:6],
                               bool(count_include_pad), divisor, _plane_threads(input_shape))
     return grad_input
@@ -280,7 +280,7 @@ def adaptive_avg_pool2d_backward(grad_output, input_shape):
     check_rank(fn, "grad_output", grad_output, 4, "(N, C, H_out, W_out)")
     out_h, out_w = check_adaptive_pool2d(fn, input_shape, grad_output.shape[2:])
     check_grad_output(fn, grad_output, (*input_shape[:2], out_h, out_w))
-    grad_input = np.zeros(input_shape, grad_output.dtype)
+    grad_input = np.empty(input_shape, grad_output.dtype)
     _pool.adaptive_avg_pool2d_backward(grad_output, grad_input, _plane_threads(input_shape))
     return grad_input
 
@@ -309,7 +309,7 @@ def adaptive_max_pool2d_backward(grad_output, indices, input_shape):
     fn = "adaptive_max_pool2d_backward"
     grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
     indices, input_shape = check_switches(fn, grad_output, indices, input_shape)
-    grad_input = np.zeros(input_shape, grad_output.dtype)
+    grad_input = np.empty(input_shape, grad_output.dtype)
     _pool.max_pool2d_backward(grad_output, indices, grad_input, _plane_threads(input_shape))
     return grad_input
 
@@ -335,7 +335,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     input = float_arrays(fn, input=input)["input"]
     indices, out_h, out_w = check_unpool2d(fn, input, indices, kernel_size, stride, padding,
                                            output_size)
-    output = np.zeros((*input.shape[:2], out_h, out_w), input.dtype)
+    output = np.empty((*input.shape[:2], out_h, out_w), input.dtype)
     _pool.max_unpool2d_forward(input, indices, output, _plane_threads(input.shape))
     return output
 
@@ -407,7 +407,7 @@ def interpolate_backward(grad_output, input_shape, size=None, scale_factor=None,
     geometry = check_interpolate(fn, input_shape, size, scale_factor, mode, align_corners,
                                  recompute_scale_factor)
     check_grad_output(fn, grad_output, (*input_shape[:2], geometry.out_h, geometry.out_w))
-    grad_input = np.zeros(input_shape, grad_output.dtype)
+    grad_input = np.empty(input_shape, grad_output.dtype)
     threads = _plane_threads(input_shape)
     if geometry.mode == "nearest":
         _interpolate.nearest_backward(grad_output, grad_input, geometry.scale_h,

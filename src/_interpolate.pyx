@@ -5,11 +5,13 @@ Modes "nearest" (PyTorch's legacy rule, floor(dst * scale) in single precision) 
 "bilinear". scale_h / scale_w are the user's scale factors, or 0 when the sizes define
 the scale. Each def kernel runs one prange over the N * C planes and calls a cdef function
 for one plane; a thread owns whole output planes, or whole grad_input planes for the
-backward scatters, so results do not depend on the thread count.
+backward scatters, so results do not depend on the thread count. The backward kernels
+overwrite grad_input, zeroing each plane just before scattering into it (see _pool.pyx).
 Shapes: input (N, C, H, W), output (N, C, out_h, out_w).
 """
 from cython.parallel cimport prange
 from libc.math cimport floor, floorf
+from libc.string cimport memset
 from _common cimport floating
 
 
@@ -85,6 +87,7 @@ cdef void nearest_backward_plane(const floating* grad_output, Py_ssize_t out_h,
     cdef float ratio_w = nearest_ratio(width, out_w, scale_w)
     cdef Py_ssize_t oh, ow
     cdef floating* row
+    memset(grad_input, 0, height * width * sizeof(floating))
     for oh in range(out_h):
         row = grad_input + nearest_source(oh, height, out_h, ratio_h) * width
         for ow in range(out_w):
@@ -117,6 +120,7 @@ cdef void bilinear_backward_plane(const floating* grad_output, Py_ssize_t out_h,
     cdef floating lambda_h, lambda_w, gradient
     cdef floating* row0
     cdef floating* row1
+    memset(grad_input, 0, height * width * sizeof(floating))
     for oh in range(out_h):
         linear_source(oh, height, out_h, align_corners, ratio_h, &h0, &h1, &lambda_h)
         row0 = grad_input + h0 * width
@@ -148,7 +152,7 @@ def nearest_forward(const floating[:, :, :, ::1] input, floating[:, :, :, ::1] o
 
 def nearest_backward(const floating[:, :, :, ::1] grad_output, floating[:, :, :, ::1] grad_input,
                      double scale_h, double scale_w, int n_threads):
-    """grad_input += the input gradient of interpolate(mode="nearest")."""
+    """grad_input <- the input gradient of interpolate(mode="nearest")."""
     cdef Py_ssize_t channels = grad_input.shape[1]
     cdef Py_ssize_t height = grad_input.shape[2], width = grad_input.shape[3]
     cdef Py_ssize_t out_h = grad_output.shape[2], out_w = grad_output.shape[3]
@@ -181,7 +185,7 @@ def bilinear_forward(const floating[:, :, :, ::1] input, floating[:, :, :, ::1] 
 def bilinear_backward(const floating[:, :, :, ::1] grad_output,
                       floating[:, :, :, ::1] grad_input, bint align_corners, double scale_h,
                       double scale_w, int n_threads):
-    """grad_input += the input gradient of interpolate(mode="bilinear", align_corners)."""
+    """grad_input <- the input gradient of interpolate(mode="bilinear", align_corners)."""
     cdef Py_ssize_t channels = grad_input.shape[1]
     cdef Py_ssize_t height = grad_input.shape[2], width = grad_input.shape[3]
     cdef Py_ssize_t out_h = grad_output.shape[2], out_w = grad_output.shape[3]

@@ -7,9 +7,14 @@ plane, so a thread owns whole output planes (whole grad_input planes in the back
 scatters): overlapping windows never race and results do not depend on the thread count.
 Shapes: input (N, C, H, W), output (N, C, out_h, out_w); pad_h / pad_w are the top / left
 padding; indices hold the flat position h * W + w of each maximum inside its own plane.
+
+The backward scatters and unpooling overwrite their output: each thread zeroes a plane just
+before it scatters into it, so callers pass np.empty arrays. Zero-filled arrays from calloc
+arrive as fresh pages every call, and faulting them in cost more than the scatter itself.
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 from _common cimport floating
 
 
@@ -131,6 +136,7 @@ cdef void avg_pool_backward_plane(const floating* grad_output, Py_ssize_t out_h,
                                   Py_ssize_t divisor_override) noexcept nogil:
     cdef Py_ssize_t oh, ow, h, w, h_start, h_end, w_start, w_end, pool_h, pool_w, divisor
     cdef floating delta
+    memset(grad_input, 0, height * width * sizeof(floating))
     for oh in range(out_h):
         pool_h = avg_window(oh, height, kernel_h, stride_h, pad_h, &h_start, &h_end)
         for ow in range(out_w):
@@ -172,6 +178,7 @@ cdef void adaptive_avg_pool_backward_plane(const floating* grad_output, Py_ssize
                                            Py_ssize_t height, Py_ssize_t width) noexcept nogil:
     cdef Py_ssize_t oh, ow, h, w, h_start, h_end, w_start, w_end
     cdef floating delta
+    memset(grad_input, 0, height * width * sizeof(floating))
     for oh in range(out_h):
         h_start = adaptive_start(oh, out_h, height)
         h_end = adaptive_end(oh, out_h, height)
@@ -221,12 +228,13 @@ def max_pool2d_forward(const floating[:, :, :, ::1] input, floating[:, :, :, ::1
 def max_pool2d_backward(const floating[:, :, :, ::1] grad_output,
                         const int64_t[:, :, :, ::1] indices, floating[:, :, :, ::1] grad_input,
                         int n_threads):
-    """grad_input[n, c].flat[indices[n, c, i, j]] += grad_output[n, c, i, j].
+    """grad_input <- grad_output summed into each plane at its indices (a scatter).
 
     The backward of max_pool2d and adaptive_max_pool2d; indices must lie in [0, H * W).
     """
     cdef Py_ssize_t channels = grad_input.shape[1]
     cdef Py_ssize_t size = grad_output.shape[2] * grad_output.shape[3]
+    cdef Py_ssize_t plane_size = grad_input.shape[2] * grad_input.shape[3]
     cdef Py_ssize_t plane, n, c, i
     cdef const floating* gradient
     cdef const int64_t* switches
@@ -239,6 +247,7 @@ def max_pool2d_backward(const floating[:, :, :, ::1] grad_output,
             gradient = &grad_output[n, c, 0, 0]
             switches = &indices[n, c, 0, 0]
             target = &grad_input[n, c, 0, 0]
+            memset(target, 0, plane_size * sizeof(floating))
             for i in range(size):
                 target[switches[i]] += gradient[i]
 
@@ -265,7 +274,7 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] grad_output,
                         Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
                         Py_ssize_t pad_h, Py_ssize_t pad_w, bint count_include_pad,
                         Py_ssize_t divisor_override, int n_threads):
-    """grad_input += the avg_pool2d input gradient; divisor_override 0 means none."""
+    """grad_input <- the avg_pool2d input gradient; divisor_override 0 means none."""
     cdef Py_ssize_t channels = grad_input.shape[1]
     cdef Py_ssize_t height = grad_input.shape[2], width = grad_input.shape[3]
     cdef Py_ssize_t out_h = grad_output.shape[2], out_w = grad_output.shape[3]
@@ -297,7 +306,7 @@ def adaptive_avg_pool2d_forward(const floating[:, :, :, ::1] input,
 
 def adaptive_avg_pool2d_backward(const floating[:, :, :, ::1] grad_output,
                                  floating[:, :, :, ::1] grad_input, int n_threads):
-    """grad_input += the adaptive_avg_pool2d input gradient."""
+    """grad_input <- the adaptive_avg_pool2d input gradient."""
     cdef Py_ssize_t channels = grad_input.shape[1]
     cdef Py_ssize_t height = grad_input.shape[2], width = grad_input.shape[3]
     cdef Py_ssize_t out_h = grad_output.shape[2], out_w = grad_output.shape[3]
@@ -328,12 +337,13 @@ def adaptive_max_pool2d_forward(const floating[:, :, :, ::1] input,
 
 def max_unpool2d_forward(const floating[:, :, :, ::1] input, const int64_t[:, :, :, ::1] indices,
                          floating[:, :, :, ::1] output, int n_threads):
-    """output[n, c].flat[indices[n, c, i, j]] = input[n, c, i, j], in row-major order.
+    """output <- zeros, then output[n, c].flat[indices[n, c, i, j]] = input[n, c, i, j].
 
-    output must be zero-filled and indices lie in [0, out_h * out_w); of repeated
-    indices the last write wins.
+    indices must lie in [0, out_h * out_w); of repeated indices the last in row-major
+    order wins.
     """
     cdef Py_ssize_t channels = input.shape[1], size = input.shape[2] * input.shape[3]
+    cdef Py_ssize_t plane_size = output.shape[2] * output.shape[3]
     cdef Py_ssize_t plane, n, c, i
     cdef const floating* values
     cdef const int64_t* switches
@@ -345,6 +355,7 @@ def max_unpool2d_forward(const floating[:, :, :, ::1] input, const int64_t[:, :,
             values = &input[n, c, 0, 0]
             switches = &indices[n, c, 0, 0]
             target = &output[n, c, 0, 0]
+            memset(target, 0, plane_size * sizeof(floating))
             for i in range(size):
                 target[switches[i]] = values[i]
 

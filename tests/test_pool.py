@@ -9,7 +9,7 @@ import pytest
 import fastconv
 import fastconv.functional as F
 import fastconv.reference as R
-from fastconv import _pool
+from fastconv import _interpolate, _pool
 from fastconv._checks import check_interpolate, check_pool2d
 from fastconv._shapes import pool_output_size
 
@@ -788,14 +788,29 @@ def test_non_contiguous_input_and_empty_batch():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-def test_backward_kernels_accumulate(dtype):
+def test_scatter_kernels_overwrite_whatever_their_output_held(dtype):
+    # The wrappers pass np.empty arrays: every plane must be zeroed by its kernel.
     rng = np.random.default_rng(24)
     x = rng.standard_normal((2, 3, 6, 6)).astype(dtype)
     output, indices = F.max_pool2d(x, 3, stride=2, padding=1)
-    start = rng.standard_normal(x.shape).astype(dtype)
-    grad_input = start.copy()
-    _pool.max_pool2d_backward(output, indices, grad_input, 1)
-    assert_close(grad_input, start + F.max_pool2d_backward(output, indices, x.shape), dtype)
-    grad_input = start.copy()
-    _pool.avg_pool2d_backward(output, grad_input, 3, 3, 2, 2, 1, 1, True, 0, 2)
-    assert_close(grad_input, start + F.avg_pool2d_backward(output, x.shape, 3, 2, 1), dtype)
+    garbage = np.full(x.shape, np.nan, dtype)
+    target = garbage.copy()
+    _pool.max_pool2d_backward(output, indices, target, 2)
+    assert_close(target, R.max_pool2d_backward(output, indices, x.shape), dtype)
+    target = garbage.copy()
+    _pool.avg_pool2d_backward(output, target, 3, 3, 2, 2, 1, 1, True, 0, 2)
+    assert_close(target, R.avg_pool2d_backward(output, x.shape, 3, 2, 1), dtype)
+    target = garbage.copy()
+    _pool.adaptive_avg_pool2d_backward(output, target, 2)
+    assert_close(target, R.adaptive_avg_pool2d_backward(output, x.shape), dtype)
+    target = garbage.copy()
+    _pool.max_unpool2d_forward(output, indices, target, 2)
+    np.testing.assert_array_equal(target, R.max_unpool2d(output, indices, 3, 2, 1,
+                                                         output_size=x.shape))
+    target = garbage.copy()
+    _interpolate.nearest_backward(output, target, 0.0, 0.0, 2)
+    assert_close(target, R.interpolate_backward(output, x.shape, size=(3, 3)), dtype)
+    target = garbage.copy()
+    _interpolate.bilinear_backward(output, target, False, 0.0, 0.0, 2)
+    assert_close(target, R.interpolate_backward(output, x.shape, size=(3, 3), mode="bilinear"),
+                 dtype)
