@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastconv._shapes import (conv_output_size, conv_transpose_output_size, pair,
-                              same_padding)
+                              pool_output_size, same_padding, scaled_size, unpool_output_size)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -169,3 +169,261 @@ def check_grad_output(fn, grad_output, expected):
     if grad_output.shape != tuple(expected):
         raise ValueError(f"{fn}: expected grad_output of shape {tuple(expected)}, "
                          f"got {grad_output.shape}")
+
+
+# Pooling, unpooling and interpolation. Their backward passes take input_shape instead of
+# the input, so these checks work on shapes.
+
+def check_planes(fn, name, shape):
+    """A 4-D (N, C, H, W) shape with non-empty planes; an empty batch is allowed."""
+    if len(shape) != 4:
+        raise ValueError(f"{fn}: expected 4-D {name} (N, C, H, W), got shape {tuple(shape)}")
+    if shape[0] < 0 or min(shape[1:]) < 1:
+        raise ValueError(f"{fn}: expected {name} (N, C, H, W) with positive C, H and W, "
+                         f"got shape {tuple(shape)}")
+
+
+def shape_tuple(fn, name, value):
+    """A user-given (N, C, H, W) shape as a checked tuple of ints."""
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise TypeError(f"{fn}: {name} must be a sequence (N, C, H, W), got {value!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in shape):
+        raise TypeError(f"{fn}: {name} must be a sequence of ints, got {value!r}")
+    shape = tuple(int(v) for v in shape)
+    check_planes(fn, name, shape)
+    return shape
+
+
+class PoolGeometry(NamedTuple):
+    """A checked max_pool2d / avg_pool2d geometry; pad_* are the padding on each side."""
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+    dilation_h: int
+    dilation_w: int
+    out_h: int
+    out_w: int
+
+    def kernel_args(self):
+        return (self.kernel_h, self.kernel_w, self.stride_h, self.stride_w,
+                self.pad_h, self.pad_w, self.dilation_h, self.dilation_w)
+
+
+def check_pool2d(fn, input_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validate pooling arguments for an input of input_shape and return the geometry.
+
+    stride=None means stride=kernel_size; the padding may be at most half the dilated
+    kernel, as PyTorch requires.
+    """
+    check_planes(fn, "input", input_shape)
+    kernel_h, kernel_w = positive_pair(fn, "kernel_size", kernel_size)
+    if stride is None:
+        stride_h, stride_w = kernel_h, kernel_w
+    else:
+        stride_h, stride_w = positive_pair(fn, "stride", stride)
+    dilation_h, dilation_w = positive_pair(fn, "dilation", dilation)
+    pad_h, pad_w = pair(padding, "padding", fn)
+    if pad_h < 0 or pad_w < 0:
+        raise ValueError(f"{fn}: padding must be non-negative, got {padding!r}")
+    effective_h = dilation_h * (kernel_h - 1) + 1
+    effective_w = dilation_w * (kernel_w - 1) + 1
+    if pad_h > effective_h // 2 or pad_w > effective_w // 2:
+        raise ValueError(f"{fn}: padding should be at most half of the effective kernel size, "
+                         f"got padding {padding!r} with kernel_size {kernel_size!r} and "
+                         f"dilation {dilation!r} (effective kernel {effective_h}x{effective_w})")
+    height, width = input_shape[2:]
+    out_h = pool_output_size(height, kernel_h, stride_h, pad_h, dilation_h, ceil_mode)
+    out_w = pool_output_size(width, kernel_w, stride_w, pad_w, dilation_w, ceil_mode)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"{fn}: given input size ({height}x{width}), padding {padding!r} and effective "
+            f"kernel size ({effective_h}x{effective_w}), calculated output size "
+            f"({out_h}x{out_w}) is too small")
+    for axis, size, kernel, step, pad, dilation, n_out in (
+            ("H", height, kernel_h, stride_h, pad_h, dilation_h, out_h),
+            ("W", width, kernel_w, stride_w, pad_w, dilation_w, out_w)):
+        # A dilated window starting in the padding can step over a small input entirely;
+        # it would have no element to take (PyTorch returns an invalid index there).
+        for o in range(n_out):
+            start = o * step - pad
+            if start >= 0:
+                break
+            if start + (-start + dilation - 1) // dilation * dilation >= size:
+                raise ValueError(f"{fn}: window {o} along {axis} holds no input element: "
+                                 f"input size {size}, kernel {kernel}, dilation {dilation}, "
+                                 f"padding {pad}")
+    return PoolGeometry(kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                        dilation_h, dilation_w, out_h, out_w)
+
+
+def check_divisor_override(fn, divisor_override):
+    if divisor_override is None:
+        return 0
+    if isinstance(divisor_override, bool) or not isinstance(divisor_override, (int, np.integer)):
+        raise TypeError(f"{fn}: divisor_override must be an int or None, got {divisor_override!r}")
+    if divisor_override == 0:
+        raise ValueError(f"{fn}: divisor_override must not be zero")
+    return int(divisor_override)
+
+
+def check_indices(fn, indices, shape, plane_h, plane_w):
+    """int64 indices of this shape, each a flat position h * W + w in a plane_h x plane_w plane."""
+    indices = np.asarray(indices)
+    if indices.dtype != np.int64:
+        raise TypeError(f"{fn}: indices must be int64, got dtype {indices.dtype}")
+    if indices.shape != tuple(shape):
+        raise ValueError(f"{fn}: expected indices of shape {tuple(shape)}, got {indices.shape}")
+    # Viewed as unsigned, negative indices become huge: one max() checks both bounds.
+    if indices.size and int(indices.view(np.uint64).max()) >= plane_h * plane_w:
+        raise ValueError(f"{fn}: indices must lie in [0, {plane_h * plane_w}) for "
+                         f"{plane_h}x{plane_w} planes, got values in "
+                         f"[{indices.min()}, {indices.max()}]")
+    return np.ascontiguousarray(indices)
+
+
+def check_switches(fn, grad_output, indices, input_shape):
+    """The backward of max pooling: grad_output and its argmax indices into input_shape planes.
+
+    Returns (indices, input_shape), checked.
+    """
+    input_shape = shape_tuple(fn, "input_shape", input_shape)
+    check_rank(fn, "grad_output", grad_output, 4, "(N, C, H_out, W_out)")
+    if grad_output.shape[:2] != input_shape[:2]:
+        raise ValueError(f"{fn}: grad_output {grad_output.shape} and input_shape {input_shape} "
+                         f"disagree on (N, C)")
+    indices = check_indices(fn, indices, grad_output.shape, *input_shape[2:])
+    return indices, input_shape
+
+
+def check_adaptive_pool2d(fn, input_shape, output_size):
+    """(out_h, out_w) from output_size: an int or an (h, w) pair, None keeping the input size."""
+    check_planes(fn, "input", input_shape)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        out_h, out_w = output_size
+    else:
+        out_h = out_w = output_size
+    out_h = input_shape[2] if out_h is None else out_h
+    out_w = input_shape[3] if out_w is None else out_w
+    out_h, out_w = pair((out_h, out_w), "output_size", fn)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"{fn}: output_size must be positive, got {output_size!r}")
+    return out_h, out_w
+
+
+def check_unpool2d(fn, input, indices, kernel_size, stride, padding, output_size):
+    """Validate max_unpool2d arguments; return (indices, out_h, out_w).
+
+    The default output size inverts max pooling's: (in - 1) * stride - 2 * padding + kernel.
+    An explicit output_size ((H, W) or (N, C, H, W)) must lie strictly within one stride of it.
+    """
+    check_rank(fn, "input", input, 4, "(N, C, H, W)")
+    check_planes(fn, "input", input.shape)
+    kernel = positive_pair(fn, "kernel_size", kernel_size)
+    strides = kernel if stride is None else positive_pair(fn, "stride", stride)
+    pads = pair(padding, "padding", fn)
+    if min(pads) < 0:
+        raise ValueError(f"{fn}: padding must be non-negative, got {padding!r}")
+    default = tuple(unpool_output_size(size, k, s, p)
+                    for size, k, s, p in zip(input.shape[2:], kernel, strides, pads))
+    if output_size is None:
+        out_h, out_w = default
+    else:
+        size = tuple(output_size)
+        if len(size) == 4:
+            if tuple(size[:2]) != input.shape[:2]:
+                raise ValueError(f"{fn}: output_size {output_size!r} disagrees with input "
+                                 f"{input.shape} on (N, C)")
+            size = size[2:]
+        if len(size) != 2:
+            raise ValueError(f"{fn}: output_size must be (H, W) or (N, C, H, W), "
+                             f"got {output_size!r}")
+        out_h, out_w = pair(size, "output_size", fn)
+        for axis, value, base, step in zip("HW", (out_h, out_w), default, strides):
+            if not base - step < value < base + step:
+                raise ValueError(f"{fn}: invalid output_size {output_size!r}: {axis} must lie "
+                                 f"strictly between {base - step} and {base + step} for input "
+                                 f"{input.shape}, kernel_size {kernel_size!r}, stride "
+                                 f"{stride!r} and padding {padding!r}")
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"{fn}: given input {input.shape}, calculated output size "
+                         f"({out_h}x{out_w}) is too small")
+    indices = check_indices(fn, indices, input.shape, out_h, out_w)
+    return indices, out_h, out_w
+
+
+
+def check_unpool2d_backward(fn, grad_output, indices):
+    """max_unpool2d's backward: indices (N, C, H, W) into the planes of grad_output."""
+    check_rank(fn, "grad_output", grad_output, 4, "(N, C, H_out, W_out)")
+    check_planes(fn, "grad_output", grad_output.shape)
+    shape = np.shape(indices)
+    if len(shape) != 4 or shape[:2] != grad_output.shape[:2]:
+        raise ValueError(f"{fn}: expected 4-D indices (N, C, H, W) with grad_output's "
+                         f"(N, C) = {grad_output.shape[:2]}, got shape {shape}")
+    return check_indices(fn, indices, shape, *grad_output.shape[2:])
+
+INTERPOLATE_MODES = ("nearest", "bilinear")
+
+
+class InterpolateGeometry(NamedTuple):
+    """A checked interpolate call; scale_* is the user's scale factor, 0.0 for none."""
+    mode: str
+    align_corners: bool
+    out_h: int
+    out_w: int
+    scale_h: float
+    scale_w: float
+
+
+def _scale_pair(fn, scale_factor):
+    if isinstance(scale_factor, (tuple, list)) and len(scale_factor) == 2:
+        scales = tuple(scale_factor)
+    else:
+        scales = (scale_factor, scale_factor)
+    for s in scales:
+        if isinstance(s, bool) or not isinstance(s, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{fn}: scale_factor must be a number or a pair of numbers, "
+                            f"got {scale_factor!r}")
+        if not 0 < s < float("inf"):
+            raise ValueError(f"{fn}: scale_factor must be positive and finite, "
+                             f"got {scale_factor!r}")
+    return float(scales[0]), float(scales[1])
+
+
+def check_interpolate(fn, input_shape, size, scale_factor, mode, align_corners,
+                      recompute_scale_factor):
+    """Validate interpolate arguments for an input of input_shape and return the geometry.
+
+    With scale_factor the output size is floor(size * scale_factor) and, unless
+    recompute_scale_factor, the source indices use 1 / scale_factor, as PyTorch does.
+    """
+    check_planes(fn, "input", input_shape)
+    if mode not in INTERPOLATE_MODES:
+        raise ValueError(f"{fn}: mode must be one of {INTERPOLATE_MODES}, got {mode!r}")
+    if mode == "nearest" and align_corners is not None:
+        raise ValueError(f"{fn}: align_corners can only be set with mode='bilinear', "
+                         f"got align_corners={align_corners!r} with mode={mode!r}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{fn}: exactly one of size and scale_factor must be given, "
+                         f"got size={size!r} and scale_factor={scale_factor!r}")
+    height, width = input_shape[2:]
+    if size is not None:
+        if recompute_scale_factor:
+            raise ValueError(f"{fn}: recompute_scale_factor is not meaningful with an "
+                             f"explicit size")
+        out_h, out_w = pair(size, "size", fn)
+        scale_h = scale_w = 0.0
+    else:
+        scale_h, scale_w = _scale_pair(fn, scale_factor)
+        out_h, out_w = scaled_size(height, scale_h), scaled_size(width, scale_w)
+        if recompute_scale_factor:
+            scale_h = scale_w = 0.0
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"{fn}: input and output sizes should be greater than 0, got input "
+                         f"({height}x{width}) and output ({out_h}x{out_w})")
+    return InterpolateGeometry(mode, bool(align_corners), out_h, out_w, scale_h, scale_w)

@@ -33,3 +33,28 @@ def same_padding(kernel, dilation):
     """(begin, end) padding that keeps the size at stride 1; PyTorch puts the odd pixel at the end."""
     total = dilation * (kernel - 1)
     return total // 2, total - total // 2
+
+
+def pool_output_size(size, kernel, stride, pad, dilation, ceil_mode):
+    """PyTorch's pooling output size.
+
+    floor((size + 2 * pad - dilation * (kernel - 1) - 1) / stride) + 1, or with ceil_mode
+    the ceiling instead, minus one if the last window would then start in the right padding.
+    """
+    numerator = size + 2 * pad - dilation * (kernel - 1) - 1
+    if not ceil_mode:
+        return numerator // stride + 1
+    out = (numerator + stride - 1) // stride + 1
+    if (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def unpool_output_size(size, kernel, stride, pad):
+    """(size - 1) * stride - 2 * pad + kernel: the input size of the max pooling unpool undoes."""
+    return (size - 1) * stride - 2 * pad + kernel
+
+
+def scaled_size(size, scale_factor):
+    """floor(size * scale_factor), in double precision as PyTorch's interpolate computes it."""
+    return int(float(size) * float(scale_factor))

@@ -5,9 +5,11 @@ float32 or float64.
 """
 import numpy as np
 
-from fastconv import _conv_direct, _conv_gemm, _reduce
-from fastconv._checks import (check_bias, check_conv2d, check_conv_transpose2d, check_grad_output,
-                              float_arrays)
+from fastconv import _conv_direct, _conv_gemm, _interpolate, _pool, _reduce
+from fastconv._checks import (check_adaptive_pool2d, check_bias, check_conv2d,
+                              check_conv_transpose2d, check_divisor_override, check_grad_output,
+                              check_interpolate, check_pool2d, check_rank, check_switches,
+                              check_unpool2d, check_unpool2d_backward, float_arrays, shape_tuple)
 from fastconv._threads import get_num_threads, kernel_threads, single_threaded_blas
 from fastconv._workspace import workspace
 
@@ -24,10 +26,10 @@ def _conv_algorithm(fn, algo, weight, groups):
         raise ValueError(f"{fn}: algo must be one of {CONV_ALGORITHMS}, got {algo!r}")
     if algo != "auto":
         return algo
-    _, group_in, kernel_h, kernel_w = weight.shape
-    # A column matrix with few rows makes a GEMM too thin to pay for the im2col copy:
-    # depthwise layers and first layers with a handful of input channels go direct.
-    return "direct" if group_in * kernel_h * kernel_w <= 27 else "im2col"
+    # A depthwise layer's GEMMs would be one row high: the direct kernel runs it several
+    # times faster. Everything else, first layers with three input channels included,
+    # measures faster as im2col + GEMM.
+    return "direct" if weight.shape[1] == 1 else "im2col"
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
@@ -267,3 +269,286 @@ def _bias_gradient(grad_output):
     _reduce.channel_sums(grad_output.reshape(batch, channels, height * width), grad_bias,
                          kernel_threads(channels))
     return grad_bias
+
+
+# --- pooling ---------------------------------------------------------------------------
+
+def _plane_threads(shape):
+    """OpenMP threads for a kernel parallel over the N * C planes of shape."""
+    return kernel_threads(shape[0] * shape[1])
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """2-D max pooling with argmax switches, as torch.nn.functional.max_pool2d(return_indices=True).
+
+    Parameters
+    ----------
+    input : ndarray (N, C, H, W), float32 or float64
+    kernel_size, dilation : int or (h, w) pair, positive
+    stride : int, (h, w) pair or None (= kernel_size)
+    padding : int or (h, w) pair, at most half the effective kernel
+        dilation * (kernel_size - 1) + 1. Padding never wins a window; a dilated window
+        that would hold padding only (possible on tiny inputs) is a ValueError.
+    ceil_mode : bool
+        Round the output size up; a last window that would start in the right padding
+        is dropped.
+
+    Returns
+    -------
+    output : ndarray (N, C, H_out, W_out), with
+        H_out = floor((H + 2 * padding - dilation * (kH - 1) - 1) / stride) + 1
+        (ceil with ceil_mode) and likewise W_out.
+    indices : ndarray (N, C, H_out, W_out), int64
+        The flat position h * W + w of each maximum inside its (n, c) plane: the first
+        maximum in row-major window order, or the first NaN, which propagates.
+    """
+    input = float_arrays("max_pool2d", input=input)["input"]
+    geometry = check_pool2d("max_pool2d", input.shape, kernel_size, stride, padding, dilation,
+                            ceil_mode)
+    shape = (*input.shape[:2], geometry.out_h, geometry.out_w)
+    output = np.empty(shape, input.dtype)
+    indices = np.empty(shape, np.int64)
+    _pool.max_pool2d_forward(input, output, indices, *geometry.kernel_args(),
+                             _plane_threads(shape))
+    return output, indices
+
+
+def max_pool2d_backward(grad_output, indices, input_shape):
+    """Gradient of max_pool2d with respect to its input: grad_output scattered through indices.
+
+    Parameters
+    ----------
+    grad_output : ndarray (N, C, H_out, W_out)
+    indices : ndarray (N, C, H_out, W_out), int64, from max_pool2d
+    input_shape : (N, C, H, W) of the pooled input
+
+    Returns
+    -------
+    grad_input : ndarray input_shape, the sum of grad_output over the outputs whose
+        maximum each element was.
+    """
+    fn = "max_pool2d_backward"
+    grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
+    indices, input_shape = check_switches(fn, grad_output, indices, input_shape)
+    grad_input = np.empty(input_shape, grad_output.dtype)
+    _pool.max_pool2d_backward(grad_output, indices, grad_input, _plane_threads(input_shape))
+    return grad_input
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """2-D average pooling, as torch.nn.functional.avg_pool2d.
+
+    Parameters
+    ----------
+    input : ndarray (N, C, H, W), float32 or float64
+    kernel_size : int or (h, w) pair, positive
+    stride : int, (h, w) pair or None (= kernel_size)
+    padding : int or (h, w) pair, at most half the kernel; zero padding
+    ceil_mode : bool, as in max_pool2d
+    count_include_pad : bool
+        Divide by the window size counted within input + padding (a ceil_mode window
+        running past the padding counts only up to it); else by the input elements only.
+    divisor_override : nonzero int or None
+        Divide every window sum by this instead.
+
+    Returns
+    -------
+    output : ndarray (N, C, H_out, W_out), H_out and W_out as in max_pool2d with
+        dilation 1. Window sums accumulate in double.
+    """
+    input = float_arrays("avg_pool2d", input=input)["input"]
+    geometry = check_pool2d("avg_pool2d", input.shape, kernel_size, stride, padding, 1,
+                            ceil_mode)
+    divisor = check_divisor_override("avg_pool2d", divisor_override)
+    output = np.empty((*input.shape[:2], geometry.out_h, geometry.out_w), input.dtype)
+    _pool.avg_pool2d_forward(input, output, *geometry.kernel_args()[:6], bool(count_include_pad),
+                             divisor, _plane_threads(input.shape))
+    return output
+
+
+def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """Gradient of avg_pool2d with respect to its input.
+
+    Takes grad_output (N, C, H_out, W_out), the input's shape (N, C, H, W) and the
+    arguments of the forward call; returns grad_input of input_shape.
+    """
+    fn = "avg_pool2d_backward"
+    grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
+    input_shape = shape_tuple(fn, "input_shape", input_shape)
+    geometry = check_pool2d(fn, input_shape, kernel_size, stride, padding, 1, ceil_mode)
+    divisor = check_divisor_override(fn, divisor_override)
+    check_grad_output(fn, grad_output, (*input_shape[:2], geometry.out_h, geometry.out_w))
+    grad_input = np.empty(input_shape, grad_output.dtype)
+    _pool.avg_pool2d_backward(grad_output, grad_input, *geometry.kernel_args()[:6],
+                              bool(count_include_pad), divisor, _plane_threads(input_shape))
+    return grad_input
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """2-D adaptive average pooling, as torch.nn.functional.adaptive_avg_pool2d.
+
+    Output element (i, j) averages input rows floor(i * H / H_out) to
+    ceil((i + 1) * H / H_out) - 1, and likewise columns.
+
+    Parameters
+    ----------
+    input : ndarray (N, C, H, W), float32 or float64
+    output_size : int or (H_out, W_out) pair, positive; None in the pair keeps that size
+
+    Returns
+    -------
+    output : ndarray (N, C, H_out, W_out); window sums accumulate in double.
+    """
+    input = float_arrays("adaptive_avg_pool2d", input=input)["input"]
+    out_h, out_w = check_adaptive_pool2d("adaptive_avg_pool2d", input.shape, output_size)
+    output = np.empty((*input.shape[:2], out_h, out_w), input.dtype)
+    _pool.adaptive_avg_pool2d_forward(input, output, _plane_threads(input.shape))
+    return output
+
+
+def adaptive_avg_pool2d_backward(grad_output, input_shape):
+    """Gradient of adaptive_avg_pool2d: grad_output (N, C, H_out, W_out) -> grad_input."""
+    fn = "adaptive_avg_pool2d_backward"
+    grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
+    input_shape = shape_tuple(fn, "input_shape", input_shape)
+    check_rank(fn, "grad_output", grad_output, 4, "(N, C, H_out, W_out)")
+    out_h, out_w = check_adaptive_pool2d(fn, input_shape, grad_output.shape[2:])
+    check_grad_output(fn, grad_output, (*input_shape[:2], out_h, out_w))
+    grad_input = np.empty(input_shape, grad_output.dtype)
+    _pool.adaptive_avg_pool2d_backward(grad_output, grad_input, _plane_threads(input_shape))
+    return grad_input
+
+
+def adaptive_max_pool2d(input, output_size):
+    """2-D adaptive max pooling with switches, as torch's adaptive_max_pool2d(return_indices=True).
+
+    Windows as in adaptive_avg_pool2d; maxima, ties and NaNs as in max_pool2d.
+
+    Returns
+    -------
+    output : ndarray (N, C, H_out, W_out)
+    indices : ndarray (N, C, H_out, W_out), int64 flat positions h * W + w in each plane
+    """
+    input = float_arrays("adaptive_max_pool2d", input=input)["input"]
+    out_h, out_w = check_adaptive_pool2d("adaptive_max_pool2d", input.shape, output_size)
+    shape = (*input.shape[:2], out_h, out_w)
+    output = np.empty(shape, input.dtype)
+    indices = np.empty(shape, np.int64)
+    _pool.adaptive_max_pool2d_forward(input, output, indices, _plane_threads(shape))
+    return output, indices
+
+
+def adaptive_max_pool2d_backward(grad_output, indices, input_shape):
+    """Gradient of adaptive_max_pool2d: the same scatter through indices as max_pool2d_backward."""
+    fn = "adaptive_max_pool2d_backward"
+    grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
+    indices, input_shape = check_switches(fn, grad_output, indices, input_shape)
+    grad_input = np.empty(input_shape, grad_output.dtype)
+    _pool.max_pool2d_backward(grad_output, indices, grad_input, _plane_threads(input_shape))
+    return grad_input
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Partial inverse of max_pool2d, as torch.nn.functional.max_unpool2d.
+
+    Parameters
+    ----------
+    input : ndarray (N, C, H, W), float32 or float64
+    indices : ndarray (N, C, H, W), int64, flat positions in the output planes
+    kernel_size, stride, padding : those of the max_pool2d call (stride None = kernel_size)
+    output_size : (H_out, W_out), (N, C, H_out, W_out) or None
+        None gives H_out = (H - 1) * stride - 2 * padding + kH, and likewise W_out; an
+        explicit size must lie strictly within one stride of that.
+
+    Returns
+    -------
+    output : ndarray (N, C, H_out, W_out), zero except output[n, c].flat[indices[n, c]] =
+        input[n, c] (of repeated indices the last in row-major order wins).
+    """
+    fn = "max_unpool2d"
+    input = float_arrays(fn, input=input)["input"]
+    indices, out_h, out_w = check_unpool2d(fn, input, indices, kernel_size, stride, padding,
+                                           output_size)
+    output = np.empty((*input.shape[:2], out_h, out_w), input.dtype)
+    _pool.max_unpool2d_forward(input, indices, output, _plane_threads(input.shape))
+    return output
+
+
+def max_unpool2d_backward(grad_output, indices):
+    """Gradient of max_unpool2d with respect to its input: grad_output gathered at indices.
+
+    grad_output (N, C, H_out, W_out), indices (N, C, H, W) int64 -> grad_input (N, C, H, W).
+    """
+    fn = "max_unpool2d_backward"
+    grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
+    indices = check_unpool2d_backward(fn, grad_output, indices)
+    grad_input = np.empty(indices.shape, grad_output.dtype)
+    _pool.max_unpool2d_backward(grad_output, indices, grad_input, _plane_threads(indices.shape))
+    return grad_input
+
+
+# --- interpolation ---------------------------------------------------------------------
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None):
+    """Resize a batch of images, as torch.nn.functional.interpolate for 4-D input.
+
+    Parameters
+    ----------
+    input : ndarray (N, C, H, W), float32 or float64
+    size : int or (H_out, W_out) pair
+    scale_factor : positive number or (h, w) pair
+        Exactly one of size and scale_factor. A scale factor gives
+        H_out = floor(H * scale_factor) and, unless recompute_scale_factor, is also the
+        scale the source indices use (1 / scale_factor), as in PyTorch.
+    mode : "nearest" or "bilinear"
+        "nearest" is PyTorch's legacy rule: source index min(floor(dst * H / H_out), H - 1),
+        computed in single precision (not "nearest-exact").
+    align_corners : bool or None (= False); only with "bilinear"
+        True maps the corner pixel centres onto each other: source = dst * (H - 1) / (H_out - 1);
+        False uses half-pixel centres: source = max((dst + 0.5) * H / H_out - 0.5, 0).
+    recompute_scale_factor : bool or None
+        With scale_factor, derive the index scale from the sizes instead.
+
+    Returns
+    -------
+    output : ndarray (N, C, H_out, W_out)
+    """
+    fn = "interpolate"
+    input = float_arrays(fn, input=input)["input"]
+    geometry = check_interpolate(fn, input.shape, size, scale_factor, mode, align_corners,
+                                 recompute_scale_factor)
+    output = np.empty((*input.shape[:2], geometry.out_h, geometry.out_w), input.dtype)
+    threads = _plane_threads(input.shape)
+    if geometry.mode == "nearest":
+        _interpolate.nearest_forward(input, output, geometry.scale_h, geometry.scale_w, threads)
+    else:
+        _interpolate.bilinear_forward(input, output, geometry.align_corners, geometry.scale_h,
+                                      geometry.scale_w, threads)
+    return output
+
+
+def interpolate_backward(grad_output, input_shape, size=None, scale_factor=None, mode="nearest",
+                         align_corners=None, recompute_scale_factor=None):
+    """Gradient of interpolate with respect to its input.
+
+    Takes grad_output (N, C, H_out, W_out), the input's shape (N, C, H, W) and the
+    arguments of the forward call; returns grad_input of input_shape.
+    """
+    fn = "interpolate_backward"
+    grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
+    input_shape = shape_tuple(fn, "input_shape", input_shape)
+    geometry = check_interpolate(fn, input_shape, size, scale_factor, mode, align_corners,
+                                 recompute_scale_factor)
+    check_grad_output(fn, grad_output, (*input_shape[:2], geometry.out_h, geometry.out_w))
+    grad_input = np.empty(input_shape, grad_output.dtype)
+    threads = _plane_threads(input_shape)
+    if geometry.mode == "nearest":
+        _interpolate.nearest_backward(grad_output, grad_input, geometry.scale_h,
+                                      geometry.scale_w, threads)
+    else:
+        _interpolate.bilinear_backward(grad_output, grad_input, geometry.align_corners,
+                                       geometry.scale_h, geometry.scale_w, threads)
+    return grad_input
