@@ -1,5 +1,5 @@
-"""Layers over the pooling and resampling ops of fastconv.functional (max_pool2d,
-avg_pool2d, adaptive pools, max_unpool2d, interpolate)."""
+"""Pooling and resampling layers: MaxPool2d, AvgPool2d, AdaptiveAvg/MaxPool2d, MaxUnpool2d,
+Upsample, and a network through them."""
 import numpy as np
 import pytest
 
