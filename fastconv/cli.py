@@ -1,4 +1,4 @@
-"""The fastconv command line."""
+"""The fastconv command line: train, evaluate, summary, bench, info."""
 import argparse
 import json
 import os
@@ -20,6 +20,81 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+class CommandError(Exception):
+    """A problem with the command's input, reported as one line and exit code 2."""
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
+    return value
+
+
+def _data_dir(args):
+    path = args.data or os.environ.get("FASTCONV_DATA")
+    if not path:
+        raise CommandError("no data directory: pass --data DIR or set FASTCONV_DATA")
+    if not os.path.exists(path):
+        raise CommandError(f"data directory {path!r} does not exist")
+    return path
+
+
+def _train(args):
+    from fastconv.models import MODELS
+    from fastconv.train import train
+    config = {key: getattr(args, key) for key in (
+        "model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "label_smoothing",
+        "threads", "seed", "out", "resume", "val_size", "subset", "tta")}
+    config["data"] = _data_dir(args)
+    if config["model"] not in MODELS:
+        raise CommandError(f"unknown model {config['model']!r}; choose one of "
+                           f"{', '.join(MODELS)}")
+    if args.resume and not os.path.exists(os.path.join(args.out, "checkpoint.npz")):
+        raise CommandError(f"--resume: no checkpoint in {args.out!r}")
+    train(config)
+    return 0
+
+
+def _evaluate(args):
+    import numpy as np
+    from fastconv.train import evaluate
+    if not os.path.exists(args.checkpoint):
+        raise CommandError(f"checkpoint {args.checkpoint!r} does not exist")
+    result = evaluate(_data_dir(args), args.checkpoint, tta=args.tta)
+    names = result["class_names"]
+    print(f"test accuracy {100 * result['accuracy']:.2f}%{' (flip TTA)' if args.tta else ''}")
+    width = max(len(name) for name in names)
+    for name, accuracy in zip(names, result["per_class"]):
+        print(f"  {name:<{width}}  {100 * accuracy:6.2f}%")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    with np.printoptions(linewidth=200):
+        print(result["confusion"])
+    return 0
+
+
+def _summary(args):
+    import fastconv
+    from fastconv.models import MODELS, build
+    if args.model not in MODELS:
+        raise CommandError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}")
+    print(fastconv.summary(build(args.model), (3, 32, 32)))
+    return 0
 
 
 def _info(args):
@@ -59,6 +134,37 @@ runs forward only, timed once without warm-up (its forward+backward is skipped).
 def build_parser():
     parser = _Parser(prog="fastconv", description="A CNN engine for the CPU.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = commands.add_parser("train", help="train a model on CIFAR-10")
+    train.add_argument("--data", help="CIFAR-10 directory or .tar.gz (default: $FASTCONV_DATA)")
+    train.add_argument("--model", default="fastnet", help="lenet5, allcnn-c, fastnet, fastnet-wide")
+    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument("--batch-size", type=_positive_int, default=256)
+    train.add_argument("--lr", type=_non_negative_float, default=0.05,
+                       help="peak learning rate of the warm-up / linear-decay schedule")
+    train.add_argument("--momentum", type=_non_negative_float, default=0.9)
+    train.add_argument("--weight-decay", type=_non_negative_float, default=5e-4)
+    train.add_argument("--label-smoothing", type=_non_negative_float, default=0.2)
+    train.add_argument("--threads", type=_positive_int, default=None,
+                       help="threads for the kernels (default: all cores)")
+    train.add_argument("--seed", type=_non_negative_int, default=0)
+    train.add_argument("--out", default="runs/latest", help="run directory")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--val-size", type=_non_negative_int, default=5000)
+    train.add_argument("--subset", type=_positive_int, default=None,
+                       help="train on this many training images only (quick runs)")
+    train.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="test accuracy of a checkpoint")
+    evaluate.add_argument("--data", help="CIFAR-10 directory or .tar.gz (default: $FASTCONV_DATA)")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    evaluate.set_defaults(run=_evaluate)
+
+    summary = commands.add_parser("summary", help="per-layer table of a model")
+    summary.add_argument("--model", required=True)
+    summary.set_defaults(run=_summary)
+
     commands.add_parser("info", help="show the build: OpenMP, BLAS, threads").set_defaults(run=_info)
     bench = commands.add_parser(
         "bench", help="time fastconv against the NumPy reference and PyTorch",
@@ -80,7 +186,17 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    if getattr(args, "threads", 0) is None and args.command == "train":
+        from fastconv import get_num_threads
+        args.threads = get_num_threads()
+    try:
+        return args.run(args)
+    except (CommandError, FileNotFoundError, ValueError) as error:
+        print(f"fastconv {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fastconv {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

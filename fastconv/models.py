@@ -1,4 +1,4 @@
-"""Reference networks for 3x32x32 images (CIFAR-10), used by the benchmarks.
+"""Networks for 3x32x32 images (CIFAR-10): the zoo of `fastconv train` and the benchmarks.
 
 Each builder takes the layer namespace to build from: fastconv.nn by default, or
 torch.nn, whose layer names and signatures fastconv.nn shares. One definition builds
@@ -45,3 +45,80 @@ def net_m(nn=None, num_classes=10):
         in_channels = item
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, num_classes)]
     return nn.Sequential(*layers)
+
+
+def lenet5(nn=None, num_classes=10):
+    """LeNet-5 (LeCun et al., 1998) on 3 x 32 x 32 input, with ReLU and max pooling.
+
+    conv 3->6 k5, pool 2, conv 6->16 k5, pool 2, fc 400->120->84->num_classes;
+    62,006 parameters at 10 classes.
+    """
+    nn = _default_nn(nn)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, num_classes))
+
+
+def allcnn_c(nn=None, num_classes=10):
+    """All-CNN-C (Springenberg et al., "Striving for Simplicity", 2015): no pooling,
+    stride-2 convolutions downsample, a 1x1 convolution classifies and global average
+    pooling reads out.
+
+    BatchNorm follows each convolution but the last: without it the network needs
+    hundreds of epochs, with it tens. Dropout as in the paper (0.2 on the input, 0.5
+    after each downsampling).
+    """
+    nn = _default_nn(nn)
+
+    def conv(c_in, c_out, kernel, stride=1, padding=1):
+        return [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+                nn.BatchNorm2d(c_out), nn.ReLU()]
+    return nn.Sequential(
+        nn.Dropout(0.2),
+        *conv(3, 96, 3), *conv(96, 96, 3), *conv(96, 96, 3, stride=2), nn.Dropout(0.5),
+        *conv(96, 192, 3), *conv(192, 192, 3), *conv(192, 192, 3, stride=2), nn.Dropout(0.5),
+        *conv(192, 192, 3, padding=0), *conv(192, 192, 1, padding=0),
+        nn.Conv2d(192, num_classes, 1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def fastnet(nn=None, num_classes=10, widths=(32, 64, 128)):
+    """A small residual-free network tuned for accuracy per CPU-minute.
+
+    After the fast CIFAR-10 recipes (airbench): a stem convolution, then three blocks
+    of conv - max pool - BN - ReLU - conv - BN - ReLU, each halving the resolution and
+    widening, a global max pool and a linear read-out. All 3x3 convolutions at
+    stride 1 with >= 32 channels: the shape the GEMM kernels run best.
+    """
+    nn = _default_nn(nn)
+    stem = widths[0]
+    layers = [nn.Conv2d(3, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU()]
+    c_in = stem
+    for width in widths:
+        layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                   nn.BatchNorm2d(width), nn.ReLU(),
+                   nn.Conv2d(width, width, 3, padding=1, bias=False),
+                   nn.BatchNorm2d(width), nn.ReLU()]
+        c_in = width
+    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes, bias=False)]
+    return nn.Sequential(*layers)
+
+
+def fastnet_wide(nn=None, num_classes=10):
+    """fastnet at the widths of airbench94 (64, 256, 256): slower, more accurate."""
+    return fastnet(nn, num_classes, widths=(64, 256, 256))
+
+
+MODELS = {"lenet5": lenet5, "allcnn-c": allcnn_c, "fastnet": fastnet, "fastnet-wide": fastnet_wide,
+          "net-s": net_s, "net-m": net_m}
+
+
+def build(name, num_classes=10):
+    """The model called name (one of MODELS), freshly initialised."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](num_classes=num_classes)
