@@ -427,3 +427,14 @@ def check_interpolate(fn, input_shape, size, scale_factor, mode, align_corners,
         raise ValueError(f"{fn}: input and output sizes should be greater than 0, got input "
                          f"({height}x{width}) and output ({out_h}x{out_w})")
     return InterpolateGeometry(mode, bool(align_corners), out_h, out_w, scale_h, scale_w)
+
+
+def check_batch_norm(fn, input, channel_arrays):
+    """input (N, C, *) with more than one value per channel; per-channel arrays of shape (C,)."""
+    if input.ndim < 2:
+        raise ValueError(f"{fn}: expected input (N, C, *), got shape {input.shape}")
+    channels = input.shape[1]
+    for name, array in channel_arrays.items():
+        if array is not None and np.shape(array) != (channels,):
+            raise ValueError(f"{fn}: expected {name} of shape ({channels},) for input "
+                             f"{input.shape}, got {np.shape(array)}")

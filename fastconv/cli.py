@@ -61,10 +61,10 @@ def _train(args):
     config = {key: getattr(args, key) for key in (
         "model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "label_smoothing",
         "threads", "seed", "out", "resume", "val_size", "subset", "tta")}
-    config["data"] = _data_dir(args)
     if config["model"] not in MODELS:
         raise CommandError(f"unknown model {config['model']!r}; choose one of "
                            f"{', '.join(MODELS)}")
+    config["data"] = _data_dir(args)
     if args.resume and not os.path.exists(os.path.join(args.out, "checkpoint.npz")):
         raise CommandError(f"--resume: no checkpoint in {args.out!r}")
     train(config)

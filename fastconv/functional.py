@@ -5,9 +5,9 @@ float32 or float64.
 """
 import numpy as np
 
-from fastconv import _conv_direct, _conv_gemm, _interpolate, _pool, _reduce
-from fastconv._checks import (check_adaptive_pool2d, check_bias, check_conv2d,
-                              check_conv_transpose2d, check_divisor_override, check_grad_output,
+from fastconv import _batchnorm, _conv_direct, _conv_gemm, _interpolate, _pool, _reduce
+from fastconv._checks import (check_adaptive_pool2d, check_batch_norm, check_bias,
+                              check_conv2d, check_conv_transpose2d, check_divisor_override, check_grad_output,
                               check_interpolate, check_pool2d, check_rank, check_switches,
                               check_unpool2d, check_unpool2d_backward, float_arrays, shape_tuple)
 from fastconv._threads import get_num_threads, kernel_threads, single_threaded_blas
@@ -552,3 +552,89 @@ def interpolate_backward(grad_output, input_shape, size=None, scale_factor=None,
         _interpolate.bilinear_backward(grad_output, grad_input, geometry.align_corners,
                                        geometry.scale_h, geometry.scale_w, threads)
     return grad_input
+
+
+# --- batch normalisation ---------------------------------------------------------------
+
+def native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Batch normalisation per channel, as PyTorch's native_batch_norm.
+
+    input (N, C, *). In training, normalises with the batch statistics over N and the
+    spatial axes, and blends them into running_mean / running_var in place (when given):
+    running = (1 - momentum) * running + momentum * batch statistic, with the unbiased
+    variance. Otherwise normalises with running_mean / running_var.
+
+    Returns
+    -------
+    output : ndarray like input
+    save_mean, save_invstd : ndarray (C,) float64
+        The batch mean and 1 / sqrt(var + eps) that batch_norm_backward takes (empty
+        arrays outside training).
+    """
+    fn = "batch_norm"
+    input, weight, bias = (float_arrays(fn, input=input, weight=weight, bias=bias)[name]
+                           for name in ("input", "weight", "bias"))
+    check_batch_norm(fn, input, {"weight": weight, "bias": bias, "running_mean": running_mean,
+                                 "running_var": running_var})
+    batch, channels = input.shape[:2]
+    values = input.reshape(batch, channels, -1)
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{fn}: running_mean and running_var are needed outside training")
+        scale = 1 / np.sqrt(np.asarray(running_var, np.float64) + eps)
+        if weight is not None:
+            scale = scale * weight
+        shift = (0 if bias is None else bias) - running_mean * scale
+        output = values * scale.astype(input.dtype)[:, None]
+        output += shift.astype(input.dtype)[:, None]
+        empty = np.empty(0, np.float64)
+        return output.reshape(input.shape), empty, empty
+    count = batch * values.shape[2]
+    if count <= 1:
+        raise ValueError(f"{fn}: expected more than 1 value per channel when training, got "
+                         f"input shape {input.shape}")
+    output = np.empty_like(values)
+    mean, var = np.empty(channels), np.empty(channels)
+    _batchnorm.forward_train(values, weight, bias, eps, output, mean, var,
+                             kernel_threads(channels))
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+    if running_var is not None:
+        running_var *= 1 - momentum
+        running_var += momentum * var * (count / (count - 1))
+    return output.reshape(input.shape), mean, 1 / np.sqrt(var + eps)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation, as torch.nn.functional.batch_norm (see native_batch_norm)."""
+    return native_batch_norm(input, weight, bias, running_mean, running_var, training,
+                             momentum, eps)[0]
+
+
+def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
+                        output_mask=(True, True, True)):
+    """Gradients of training-mode batch normalisation with respect to input, weight and bias.
+
+    Takes the batch statistics native_batch_norm returned. Returns (grad_input,
+    grad_weight, grad_bias), None where output_mask is False; weight may be None
+    (no affine transform), and then grad_weight and grad_bias are None too.
+    """
+    fn = "batch_norm_backward"
+    arrays = float_arrays(fn, grad_output=grad_output, input=input, weight=weight)
+    grad_output, input, weight = arrays["grad_output"], arrays["input"], arrays["weight"]
+    check_batch_norm(fn, input, {"weight": weight, "save_mean": save_mean,
+                                 "save_invstd": save_invstd})
+    check_grad_output(fn, grad_output, input.shape)
+    batch, channels = input.shape[:2]
+    values = input.reshape(batch, channels, -1)
+    grad_input = np.empty_like(values) if output_mask[0] else None
+    grad_weight, grad_bias = np.empty(channels), np.empty(channels)
+    _batchnorm.backward(grad_output.reshape(values.shape), values, weight,
+                        np.asarray(save_mean, np.float64), np.asarray(save_invstd, np.float64),
+                        grad_input, grad_weight, grad_bias, kernel_threads(channels))
+    affine = weight is not None
+    return (None if grad_input is None else grad_input.reshape(input.shape),
+            grad_weight.astype(input.dtype) if affine and output_mask[1] else None,
+            grad_bias.astype(input.dtype) if affine and output_mask[2] else None)

@@ -5,6 +5,8 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 cdef extern from "_dot.h" nogil:
     double fastconv_dot_float(const float* a, const float* b, Py_ssize_t b_stride, Py_ssize_t n)
     double fastconv_dot_double(const double* a, const double* b, Py_ssize_t b_stride, Py_ssize_t n)
+    double fastconv_sum_float(const float* a, Py_ssize_t n)
+    double fastconv_sum_double(const double* a, Py_ssize_t n)
 
 
 cdef inline double dot(const floating* a, const floating* b, Py_ssize_t b_stride,
@@ -14,6 +16,14 @@ cdef inline double dot(const floating* a, const floating* b, Py_ssize_t b_stride
         return fastconv_dot_float(a, b, b_stride, n)
     else:
         return fastconv_dot_double(a, b, b_stride, n)
+
+
+cdef inline double total(const floating* a, Py_ssize_t n) noexcept nogil:
+    """sum(a[i] for i < n), in double."""
+    if floating is float:
+        return fastconv_sum_float(a, n)
+    else:
+        return fastconv_sum_double(a, n)
 
 
 cdef inline Py_ssize_t floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:

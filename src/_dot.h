@@ -31,4 +31,22 @@ static inline double name(const type *a, const type *b, ptrdiff_t b_stride, ptrd
 FASTCONV_DEFINE_DOT(fastconv_dot_float, float)
 FASTCONV_DEFINE_DOT(fastconv_dot_double, double)
 
+#define FASTCONV_DEFINE_SUM(name, type)                                                    \
+static inline double name(const type *a, ptrdiff_t n) {                                    \
+    double lanes[FASTCONV_LANES] = {0};                                                    \
+    double total = 0;                                                                      \
+    ptrdiff_t i = 0, j;                                                                    \
+    for (; i + FASTCONV_LANES <= n; i += FASTCONV_LANES)                                   \
+        for (j = 0; j < FASTCONV_LANES; j++)                                               \
+            lanes[j] += a[i + j];                                                          \
+    for (; i < n; i++)                                                                     \
+        total += a[i];                                                                     \
+    for (j = 0; j < FASTCONV_LANES; j++)                                                   \
+        total += lanes[j];                                                                 \
+    return total;                                                                          \
+}
+
+FASTCONV_DEFINE_SUM(fastconv_sum_float, float)
+FASTCONV_DEFINE_SUM(fastconv_sum_double, double)
+
 #endif

@@ -52,8 +52,10 @@ def threads_in_fresh_interpreter(omp_num_threads):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     code = ("import fastconv; "
             "print(fastconv.get_num_threads(), fastconv.build_info()['num_threads'])")
+    # cwd: `python -c` puts the working directory first on sys.path, which must not be a
+    # source checkout shadowing the package under test.
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, cwd=package_root)
     assert result.returncode == 0, result.stderr
     return tuple(int(word) for word in result.stdout.split())
 

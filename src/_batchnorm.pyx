@@ -1,0 +1,91 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Batch normalisation over (N, L) per channel of an (N, C, L) array, forward and backward.
+
+A thread owns channels. Each kernel makes one pass for the per-channel sums (in double,
+so the variance can come from the sum of squares) and one pass for the output, where a
+NumPy composition makes five or more.
+"""
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+from _common cimport floating, dot, total
+
+
+def forward_train(const floating[:, :, ::1] input, const floating[::1] weight,
+                  const floating[::1] bias, double eps, floating[:, :, ::1] output,
+                  double[::1] mean, double[::1] var, int n_threads):
+    """output <- (input - mean) / sqrt(var + eps) * weight + bias with the batch statistics,
+    which come back in mean and var (biased). weight and bias may be None."""
+    cdef Py_ssize_t batch = input.shape[0], channels = input.shape[1], length = input.shape[2]
+    cdef bint affine = weight is not None
+    cdef double count = batch * length
+    cdef Py_ssize_t c, n, i
+    cdef double sum_x, sum_squares, mu, variance
+    cdef floating scale, shift
+    cdef const floating* row
+    cdef floating* out_row
+    with nogil:
+        for c in prange(channels, num_threads=n_threads, schedule="static"):
+            sum_x = 0
+            sum_squares = 0
+            for n in range(batch):
+                row = &input[n, c, 0]
+                sum_x = sum_x + total(row, length)
+                sum_squares = sum_squares + dot(row, row, 1, length)
+            mu = sum_x / count
+            variance = max(sum_squares / count - mu * mu, 0.0)
+            mean[c] = mu
+            var[c] = variance
+            scale = <floating>(1 / sqrt(variance + eps))
+            if affine:
+                scale = scale * weight[c]
+            shift = <floating>(-mu) * scale + (bias[c] if affine else 0)
+            for n in range(batch):
+                row = &input[n, c, 0]
+                out_row = &output[n, c, 0]
+                for i in range(length):
+                    out_row[i] = row[i] * scale + shift
+
+
+def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] input,
+             const floating[::1] weight, const double[::1] mean, const double[::1] inv_std,
+             floating[:, :, ::1] grad_input, double[::1] grad_weight, double[::1] grad_bias,
+             int n_threads):
+    """Gradients through forward_train with its batch statistics (mean, inv_std).
+
+    grad_weight[c] = sum(g * x_hat), grad_bias[c] = sum(g), and, if grad_input is not
+    None, grad_input = weight * inv_std * (g - mean(g) - x_hat * mean(g * x_hat)).
+    weight may be None (no affine transform).
+    """
+    cdef Py_ssize_t batch = input.shape[0], channels = input.shape[1], length = input.shape[2]
+    cdef bint affine = weight is not None, want_input = grad_input is not None
+    cdef double count = batch * length
+    cdef Py_ssize_t c, n, i
+    cdef double sum_g, sum_gx, scale
+    cdef floating k_grad, k_input, k_const
+    cdef const floating* g_row
+    cdef const floating* x_row
+    cdef floating* out_row
+    with nogil:
+        for c in prange(channels, num_threads=n_threads, schedule="static"):
+            sum_g = 0
+            sum_gx = 0
+            for n in range(batch):
+                g_row = &grad_output[n, c, 0]
+                sum_g = sum_g + total(g_row, length)
+                sum_gx = sum_gx + dot(g_row, &input[n, c, 0], 1, length)
+            # sum(g * (x - mean)) from sum(g * x): one pass over the data instead of two.
+            sum_gx = sum_gx - mean[c] * sum_g
+            grad_bias[c] = sum_g
+            grad_weight[c] = sum_gx * inv_std[c]
+            if not want_input:
+                continue
+            scale = inv_std[c] * (weight[c] if affine else 1)
+            k_grad = <floating>scale
+            k_input = <floating>(-scale * inv_std[c] * inv_std[c] * sum_gx / count)
+            k_const = <floating>(-scale * sum_g / count - k_input * mean[c])
+            for n in range(batch):
+                g_row = &grad_output[n, c, 0]
+                x_row = &input[n, c, 0]
+                out_row = &grad_input[n, c, 0]
+                for i in range(length):
+                    out_row[i] = k_grad * g_row[i] + k_input * x_row[i] + k_const
