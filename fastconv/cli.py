@@ -139,7 +139,7 @@ def build_parser():
     train.add_argument("--model", default="fastnet", help="lenet5, allcnn-c, fastnet, fastnet-wide")
     train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--batch-size", type=_positive_int, default=256)
-    train.add_argument("--lr", type=_non_negative_float, default=0.05,
+    train.add_argument("--lr", type=_non_negative_float, default=0.1,
                        help="peak learning rate of the warm-up / linear-decay schedule")
     train.add_argument("--momentum", type=_non_negative_float, default=0.9)
     train.add_argument("--weight-decay", type=_non_negative_float, default=5e-4)
