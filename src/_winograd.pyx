@@ -1,0 +1,272 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Winograd convolution F(2x2, 3x3) (Lavin & Gray 2016) for 3x3 kernels at stride 1.
+
+The output is cut into 2x2 tiles; tile t reads a 4x4 input tile d whose top-left corner
+sits two pixels further per tile (zero outside the image), and
+
+    y = A^T [ (G g G^T) * (B^T d B) ] A
+
+gives it from the 3x3 kernel g with 16 multiplications instead of 36. Summed over input
+channels, the 16 elementwise products become 16 GEMMs, one per transform point p:
+M[p] (tiles, C_out) = V[p] (tiles, C_in) @ U[p] (C_in, C_out).
+
+Channels are the fastest axis of V, U and M, so the tile transforms work on LANES
+channels at once with contiguous loads and stores, which the compiler vectorises: the
+input planes are first interleaved LANES channels at a time into a zero-padded buffer.
+Row pitches are rounded up to LANES channels; U's extra columns are zero, so M's extra
+columns are too.
+
+Images go through the GEMMs per_block at a time, their tiles one after the other in the
+rows, because one small image has too few tiles for a GEMM to run at full speed.
+OpenMP runs over these blocks; each thread owns its images' outputs and its workspace
+row and calls a single-threaded BLAS, so results do not depend on the thread count.
+
+The input gradient is the same computation run on grad_output, with the 180-degree
+rotated, channel-transposed kernel (transform_weight with adjoint=True) and padding
+2 - pad.
+
+Shapes: input (N, C_in, H, W), weight (C_out, C_in, 3, 3), transformed weight
+(16, C_in, round_up(C_out)), output (N, C_out, out_h, out_w) with
+out_h = H + 2 * pad_h - 2 (the bottom/right padding is whatever out_h / out_w imply);
+round_up rounds up to a multiple of LANES. See workspace_size for the scratch buffers.
+"""
+from cython.parallel cimport prange, threadid
+from libc.string cimport memset
+from _common cimport floating, gemm
+
+cdef enum:
+    # Transform points per tile: the 4x4 elements of a transformed tile.
+    POINTS = 16
+    # Channels transformed together: one AVX register of float32.
+    LANES = 8
+
+TRANSFORM_POINTS = POINTS
+
+
+cdef inline Py_ssize_t lane_pitch(Py_ssize_t channels) noexcept nogil:
+    """channels rounded up to a whole number of LANES: the row pitch of V, U and M."""
+    return (channels + LANES - 1) // LANES * LANES
+
+
+def round_up(Py_ssize_t channels):
+    return lane_pitch(channels)
+
+
+def workspace_size(Py_ssize_t in_channels, Py_ssize_t out_channels, Py_ssize_t out_h,
+                   Py_ssize_t out_w, Py_ssize_t per_block):
+    """Elements of conv2d_forward's workspace row per thread: the interleaved padded
+    planes, V and M."""
+    cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
+    cdef Py_ssize_t columns = per_block * tiles_h * tiles_w
+    return ((2 * tiles_h + 2) * (2 * tiles_w + 2) * LANES
+            + POINTS * columns * (lane_pitch(in_channels) + lane_pitch(out_channels)))
+
+
+cdef inline void kernel_transform(const floating* g, Py_ssize_t row_step, Py_ssize_t column_step,
+                                  floating* u, Py_ssize_t point_pitch) noexcept nogil:
+    """u[p * point_pitch] <- (G g G^T)[p], in double; g[i, j] is g[i * row_step + j * column_step]."""
+    cdef double rows[4][3]
+    cdef double g0, g1, g2
+    cdef Py_ssize_t i, j
+    for j in range(3):
+        g0 = g[j * column_step]
+        g1 = g[row_step + j * column_step]
+        g2 = g[2 * row_step + j * column_step]
+        rows[0][j] = g0
+        rows[1][j] = 0.5 * (g0 + g1 + g2)
+        rows[2][j] = 0.5 * (g0 - g1 + g2)
+        rows[3][j] = g2
+    for i in range(4):
+        u[(4 * i) * point_pitch] = <floating>rows[i][0]
+        u[(4 * i + 1) * point_pitch] = <floating>(0.5 * (rows[i][0] + rows[i][1] + rows[i][2]))
+        u[(4 * i + 2) * point_pitch] = <floating>(0.5 * (rows[i][0] - rows[i][1] + rows[i][2]))
+        u[(4 * i + 3) * point_pitch] = <floating>rows[i][2]
+
+
+cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_ssize_t height,
+                                   Py_ssize_t width, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                                   Py_ssize_t padded_h, Py_ssize_t padded_w,
+                                   floating* padded) noexcept nogil:
+    """padded[r, c, l] = planes[l, r - pad_h, c - pad_w] for l < count inside the planes, 0
+    elsewhere: (padded_h, padded_w, LANES)."""
+    cdef Py_ssize_t r, h, w, l
+    cdef Py_ssize_t first = min(pad_w, padded_w), last = min(pad_w + width, padded_w)
+    cdef floating* row
+    cdef const floating* source
+    for r in range(padded_h):
+        h = r - pad_h
+        row = padded + r * padded_w * LANES
+        if h < 0 or h >= height:
+            memset(row, 0, padded_w * LANES * sizeof(floating))
+            continue
+        memset(row, 0, first * LANES * sizeof(floating))
+        memset(row + last * LANES, 0, (padded_w - last) * LANES * sizeof(floating))
+        for l in range(count):
+            source = planes + (l * height + h) * width - pad_w
+            for w in range(first, last):
+                row[w * LANES + l] = source[w]
+        for l in range(count, LANES):
+            for w in range(first, last):
+                row[w * LANES + l] = 0
+
+
+cdef inline void input_tiles(const floating* image, Py_ssize_t channels, Py_ssize_t height,
+                             Py_ssize_t width, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                             Py_ssize_t tiles_h, Py_ssize_t tiles_w, floating* padded,
+                             floating* tiles, Py_ssize_t row_pitch,
+                             Py_ssize_t point_pitch) noexcept nogil:
+    """tiles[p * point_pitch + t * row_pitch + c] <- (B^T d B)[p] of tile t of channel c,
+    for c up to channels rounded up to LANES (zero past channels)."""
+    cdef Py_ssize_t padded_h = 2 * tiles_h + 2, padded_w = 2 * tiles_w + 2
+    cdef Py_ssize_t pixel = LANES, line = padded_w * LANES
+    cdef Py_ssize_t group, first, th, tw, k, l
+    cdef const floating* d
+    cdef floating* q
+    # Local arrays: the compiler knows they alias nothing, so the lane loops vectorise.
+    cdef floating r[4][4][LANES]
+    cdef floating v[POINTS][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        interleave_planes(image + first * height * width, min(LANES, channels - first), height,
+                          width, pad_h, pad_w, padded_h, padded_w, padded)
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                d = padded + 2 * th * line + 2 * tw * pixel
+                for k in range(4):  # B^T d: column k of the tile
+                    for l in range(LANES):
+                        r[0][k][l] = d[k * pixel + l] - d[2 * line + k * pixel + l]
+                        r[1][k][l] = d[line + k * pixel + l] + d[2 * line + k * pixel + l]
+                        r[2][k][l] = d[2 * line + k * pixel + l] - d[line + k * pixel + l]
+                        r[3][k][l] = d[line + k * pixel + l] - d[3 * line + k * pixel + l]
+                for k in range(4):  # (B^T d) B: row k
+                    for l in range(LANES):
+                        v[4 * k][l] = r[k][0][l] - r[k][2][l]
+                        v[4 * k + 1][l] = r[k][1][l] + r[k][2][l]
+                        v[4 * k + 2][l] = r[k][2][l] - r[k][1][l]
+                        v[4 * k + 3][l] = r[k][1][l] - r[k][3][l]
+                q = tiles + (th * tiles_w + tw) * row_pitch + first
+                for k in range(POINTS):
+                    for l in range(LANES):
+                        q[k * point_pitch + l] = v[k][l]
+
+
+cdef inline void output_tiles(const floating* products, Py_ssize_t channels,
+                              Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t row_pitch,
+                              Py_ssize_t point_pitch, const floating* bias, Py_ssize_t out_h,
+                              Py_ssize_t out_w, floating* image) noexcept nogil:
+    """image[c] <- A^T m A (+ bias[c]) of every tile, with m[p] = products[p * point_pitch +
+    t * row_pitch + c]; the last row and column of tiles are cropped to out_h x out_w."""
+    cdef Py_ssize_t plane_size = out_h * out_w
+    cdef Py_ssize_t group, first, count, th, tw, oh, ow, k, l
+    cdef const floating* m
+    cdef floating* out
+    cdef floating shift[LANES]
+    cdef floating s[2][4][LANES]
+    cdef floating y[4][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        count = min(LANES, channels - first)
+        for l in range(LANES):
+            shift[l] = bias[first + l] if bias != NULL and l < count else 0
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                m = products + (th * tiles_w + tw) * row_pitch + first
+                for k in range(4):  # A^T m: column k of the tile
+                    for l in range(LANES):
+                        s[0][k][l] = (m[k * point_pitch + l] + m[(4 + k) * point_pitch + l]
+                                      + m[(8 + k) * point_pitch + l])
+                        s[1][k][l] = (m[(4 + k) * point_pitch + l] - m[(8 + k) * point_pitch + l]
+                                      - m[(12 + k) * point_pitch + l])
+                for k in range(2):  # (A^T m) A: row k
+                    for l in range(LANES):
+                        y[2 * k][l] = s[k][0][l] + s[k][1][l] + s[k][2][l] + shift[l]
+                        y[2 * k + 1][l] = s[k][1][l] - s[k][2][l] - s[k][3][l] + shift[l]
+                oh = 2 * th
+                ow = 2 * tw
+                out = image + first * plane_size + oh * out_w + ow
+                if count == LANES and ow + 1 < out_w and oh + 1 < out_h:
+                    for l in range(LANES):
+                        out[l * plane_size] = y[0][l]
+                        out[l * plane_size + 1] = y[1][l]
+                        out[l * plane_size + out_w] = y[2][l]
+                        out[l * plane_size + out_w + 1] = y[3][l]
+                    continue
+                for l in range(count):
+                    out[l * plane_size] = y[0][l]
+                    if ow + 1 < out_w:
+                        out[l * plane_size + 1] = y[1][l]
+                    if oh + 1 < out_h:
+                        out[l * plane_size + out_w] = y[2][l]
+                        if ow + 1 < out_w:
+                            out[l * plane_size + out_w + 1] = y[3][l]
+
+
+def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed,
+                     bint adjoint, int n_threads):
+    """transformed <- G g G^T of every 3x3 kernel g of weight (C_out, C_in, 3, 3).
+
+    adjoint=False: transformed (16, C_in, round_up(C_out)) from weight[o, i], for the
+    forward pass. adjoint=True: transformed (16, C_out, round_up(C_in)) from weight[o, i]
+    rotated by 180 degrees, the kernel whose convolution with grad_output is the input
+    gradient. The columns past C_out (C_in) are zero.
+    """
+    cdef Py_ssize_t rows = transformed.shape[1], pitch = transformed.shape[2]
+    cdef Py_ssize_t columns = weight.shape[1] if adjoint else weight.shape[0]
+    cdef Py_ssize_t point_pitch = rows * pitch
+    cdef Py_ssize_t row, column, p
+    with nogil:
+        # A thread owns rows of the transformed matrices, written contiguously.
+        for row in prange(rows, num_threads=n_threads, schedule="static"):
+            for column in range(columns):
+                if adjoint:
+                    kernel_transform(&weight[row, column, 2, 2], -3, -1,
+                                     &transformed[0, row, column], point_pitch)
+                else:
+                    kernel_transform(&weight[column, row, 0, 0], 3, 1,
+                                     &transformed[0, row, column], point_pitch)
+            for p in range(POINTS):
+                memset(&transformed[p, row, 0] + columns, 0, (pitch - columns) * sizeof(floating))
+
+
+def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1] transformed_weight,
+                   const floating[::1] bias, floating[:, :, :, ::1] output, Py_ssize_t pad_h,
+                   Py_ssize_t pad_w, Py_ssize_t per_block, floating[:, ::1] workspace,
+                   int n_threads):
+    """output <- conv2d(input, weight) + bias (bias may be None), with weight given as
+    transform_weight's transform; workspace rows of workspace_size(...) elements."""
+    cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
+    cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
+    cdef Py_ssize_t out_channels = output.shape[1], out_h = output.shape[2]
+    cdef Py_ssize_t out_w = output.shape[3]
+    cdef Py_ssize_t in_pitch = lane_pitch(in_channels), out_pitch = transformed_weight.shape[2]
+    cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
+    cdef Py_ssize_t tiles = tiles_h * tiles_w
+    cdef Py_ssize_t padded_size = (2 * tiles_h + 2) * (2 * tiles_w + 2) * LANES
+    cdef Py_ssize_t n_blocks = (batch + per_block - 1) // per_block
+    cdef const floating* bias_data = &bias[0] if bias is not None else NULL
+    cdef Py_ssize_t block, first, count, columns, b, p
+    cdef floating* padded
+    cdef floating* transformed_input
+    cdef floating* products
+    with nogil:
+        for block in prange(n_blocks, num_threads=n_threads, schedule="static"):
+            first = block * per_block
+            count = min(per_block, batch - first)
+            columns = count * tiles
+            padded = &workspace[threadid(), 0]
+            transformed_input = padded + padded_size
+            products = transformed_input + columns * POINTS * in_pitch
+            for b in range(count):
+                input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width, pad_h,
+                            pad_w, tiles_h, tiles_w, padded,
+                            transformed_input + b * tiles * POINTS * in_pitch,
+                            POINTS * in_pitch, in_pitch)
+            for p in range(POINTS):
+                gemm(False, False, <int>columns, <int>out_pitch, <int>in_channels,
+                     <floating>1, transformed_input + p * in_pitch, <int>(POINTS * in_pitch),
+                     &transformed_weight[p, 0, 0], <int>out_pitch,
+                     <floating>0, products + p * out_pitch, <int>(POINTS * out_pitch))
+            for b in range(count):
+                output_tiles(products + b * tiles * POINTS * out_pitch, out_channels, tiles_h,
+                             tiles_w, POINTS * out_pitch, out_pitch, bias_data, out_h, out_w,
+                             &output[first + b, 0, 0, 0])
