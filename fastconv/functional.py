@@ -22,6 +22,9 @@ GEMM_COLUMNS = 512
 # Likewise for the Winograd GEMMs, whose rows are 2x2 output tiles; fewer than for im2col
 # because each tile keeps 16 transformed values per channel, which should stay in cache.
 WINOGRAD_TILES = 256
+# The weight gradient's Winograd GEMMs sum over the tiles instead: a longer sum amortises
+# BLAS's packing of their thin (C_in x tiles, tiles x C_out) operands better.
+WINOGRAD_WEIGHT_TILES = 512
 
 
 def _conv_algorithm(fn, algo, weight, geometry):
@@ -98,7 +101,9 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     grad_bias) to compute, as in PyTorch's convolution_backward; the others come back
     None (a layer without bias passes (True, True, False)). algo is as in conv2d;
     "winograd" computes the input gradient as the Winograd convolution of grad_output
-    with the rotated kernel (by im2col if padding > 2) and the weight gradient by im2col.
+    with the rotated kernel (by im2col if padding > 2) and the weight gradient as the
+    adjoint of the Winograd forward pass (16 GEMMs of transformed input and grad_output
+    tiles, then G^T u G).
 
     Returns
     -------
@@ -144,7 +149,10 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         else:
             _gemm_input_gradient(grad_output, weight, geometry, grad_input)
     if want_weight:
-        _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight)
+        if algo == "winograd":
+            _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight)
+        else:
+            _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight)
     return grad_input, grad_weight, grad_bias
 
 
@@ -282,13 +290,39 @@ def _winograd_conv(input, weight, bias, pad_h, pad_w, adjoint, output):
     transformed = workspace("winograd_weight", (_winograd.TRANSFORM_POINTS, in_channels,
                                                 _winograd.round_up(out_channels)), input.dtype)
     _winograd.transform_weight(weight, transformed, adjoint, kernel_threads(in_channels))
-    per_block = max(1, WINOGRAD_TILES // (((out_h + 1) // 2) * ((out_w + 1) // 2)))
+    per_block = _winograd_images_per_block(out_h, out_w, WINOGRAD_TILES)
     openmp_threads = kernel_threads(-(-batch // per_block))
     scratch = workspace("winograd", (openmp_threads, _winograd.workspace_size(
         in_channels, out_channels, out_h, out_w, per_block)), input.dtype)
     with single_threaded_blas():
         _winograd.conv2d_forward(input, transformed, bias, output, pad_h, pad_w, per_block,
                                  scratch, openmp_threads)
+
+
+def _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight):
+    """grad_weight += conv2d's weight gradient by Winograd F(2x2, 3x3), summed in the
+    transformed domain over fixed chunks of the batch, then transformed back."""
+    batch, in_channels = input.shape[:2]
+    out_channels = weight.shape[0]
+    per_block = _winograd_images_per_block(geometry.out_h, geometry.out_w,
+                                           WINOGRAD_WEIGHT_TILES)
+    # Chunks depend on the batch and the geometry only, never on the thread count.
+    n_chunks = max(1, min(batch // per_block, MAX_WEIGHT_PARTIALS))
+    openmp_threads = kernel_threads(n_chunks)
+    scratch = workspace("winograd", (openmp_threads, _winograd.workspace_size(
+        in_channels, out_channels, geometry.out_h, geometry.out_w, per_block)), input.dtype)
+    partials = workspace("winograd_partials", (n_chunks, _winograd.TRANSFORM_POINTS, in_channels,
+                                               _winograd.round_up(out_channels)), input.dtype)
+    partials.fill(0)
+    with single_threaded_blas():
+        _winograd.conv2d_backward_weight(grad_output, input, partials, geometry.pad_h,
+                                         geometry.pad_w, per_block, scratch, openmp_threads)
+    _winograd.inverse_weight(partials, grad_weight, kernel_threads(in_channels))
+
+
+def _winograd_images_per_block(out_h, out_w, tiles):
+    """Images whose 2x2 output tiles share one set of Winograd GEMMs: about tiles of them."""
+    return max(1, tiles // (((out_h + 1) // 2) * ((out_w + 1) // 2)))
 
 
 def _images_per_gemm(geometry):

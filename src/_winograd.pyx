@@ -10,11 +10,12 @@ gives it from the 3x3 kernel g with 16 multiplications instead of 36. Summed ove
 channels, the 16 elementwise products become 16 GEMMs, one per transform point p:
 M[p] (tiles, C_out) = V[p] (tiles, C_in) @ U[p] (C_in, C_out).
 
-Channels are the fastest axis of V, U and M, so the tile transforms work on LANES
-channels at once with contiguous loads and stores, which the compiler vectorises: the
-input planes are first interleaved LANES channels at a time into a zero-padded buffer.
-Row pitches are rounded up to LANES channels; U's extra columns are zero, so M's extra
-columns are too.
+V and M are stored tile by tile, (tiles, 16, channels): a tile's 16 transformed values
+lie together, and channels are the fastest axis, so the tile transforms work on LANES
+channels at once with contiguous loads and stores, which the compiler vectorises (the
+planes are first interleaved LANES channels at a time into a zero-padded buffer). V[p]
+is then the (tiles, C_in) matrix with row pitch 16 * round_up(C_in) starting at point p.
+Channel pitches are rounded up to LANES; U's extra columns are zero, so M's are too.
 
 Images go through the GEMMs per_block at a time, their tiles one after the other in the
 rows, because one small image has too few tiles for a GEMM to run at full speed.
@@ -23,7 +24,10 @@ row and calls a single-threaded BLAS, so results do not depend on the thread cou
 
 The input gradient is the same computation run on grad_output, with the 180-degree
 rotated, channel-transposed kernel (transform_weight with adjoint=True) and padding
-2 - pad.
+2 - pad. The weight gradient is the adjoint of the forward pass: with grad_output's
+tiles through Z = A y A^T, the gradient of U[p] is V[p]^T Z[p] summed over tiles (16
+GEMMs per block, over fixed chunks of the batch), and G^T (that sum) G gives the
+kernel's.
 
 Shapes: input (N, C_in, H, W), weight (C_out, C_in, 3, 3), transformed weight
 (16, C_in, round_up(C_out)), output (N, C_out, out_h, out_w) with
@@ -54,8 +58,8 @@ def round_up(Py_ssize_t channels):
 
 def workspace_size(Py_ssize_t in_channels, Py_ssize_t out_channels, Py_ssize_t out_h,
                    Py_ssize_t out_w, Py_ssize_t per_block):
-    """Elements of conv2d_forward's workspace row per thread: the interleaved padded
-    planes, V and M."""
+    """Elements of the workspace row per thread of conv2d_forward (the interleaved padded
+    planes, V and M) and of conv2d_backward_weight (the same, Z in M's place)."""
     cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
     cdef Py_ssize_t columns = per_block * tiles_h * tiles_w
     return ((2 * tiles_h + 2) * (2 * tiles_w + 2) * LANES
@@ -201,6 +205,71 @@ cdef inline void output_tiles(const floating* products, Py_ssize_t channels,
                             out[l * plane_size + out_w + 1] = y[3][l]
 
 
+cdef inline void gradient_tiles(const floating* gradient, Py_ssize_t channels,
+                                Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t tiles_h,
+                                Py_ssize_t tiles_w, floating* padded, floating* tiles,
+                                Py_ssize_t row_pitch, Py_ssize_t point_pitch) noexcept nogil:
+    """tiles[p * point_pitch + t * row_pitch + c] <- (A y A^T)[p] of the 2x2 tile t of
+    gradient channel c (zero past the cropped output and past channels): the adjoint of
+    output_tiles, which the weight gradient multiplies with the input tiles."""
+    cdef Py_ssize_t pixel = LANES, line = 2 * tiles_w * LANES
+    cdef Py_ssize_t group, first, th, tw, k, l
+    cdef const floating* y
+    cdef floating* q
+    cdef floating r[4][2][LANES]
+    cdef floating z[POINTS][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        interleave_planes(gradient + first * out_h * out_w, min(LANES, channels - first), out_h,
+                          out_w, 0, 0, 2 * tiles_h, 2 * tiles_w, padded)
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                y = padded + 2 * th * line + 2 * tw * pixel
+                for k in range(2):  # A y: column k of the tile
+                    for l in range(LANES):
+                        r[0][k][l] = y[k * pixel + l]
+                        r[1][k][l] = y[k * pixel + l] + y[line + k * pixel + l]
+                        r[2][k][l] = y[k * pixel + l] - y[line + k * pixel + l]
+                        r[3][k][l] = -y[line + k * pixel + l]
+                for k in range(4):  # (A y) A^T: row k
+                    for l in range(LANES):
+                        z[4 * k][l] = r[k][0][l]
+                        z[4 * k + 1][l] = r[k][0][l] + r[k][1][l]
+                        z[4 * k + 2][l] = r[k][0][l] - r[k][1][l]
+                        z[4 * k + 3][l] = -r[k][1][l]
+                q = tiles + (th * tiles_w + tw) * row_pitch + first
+                for k in range(POINTS):
+                    for l in range(LANES):
+                        q[k * point_pitch + l] = z[k][l]
+
+
+cdef inline void inverse_kernel_transform(const double* u, floating* g) noexcept nogil:
+    """g (3x3, row-major) += G^T u G for u (4x4, row-major): the adjoint of kernel_transform."""
+    cdef double rows[3][4]
+    cdef Py_ssize_t i, j
+    for j in range(4):
+        rows[0][j] = u[j] + 0.5 * (u[4 + j] + u[8 + j])
+        rows[1][j] = 0.5 * (u[4 + j] - u[8 + j])
+        rows[2][j] = 0.5 * (u[4 + j] + u[8 + j]) + u[12 + j]
+    for i in range(3):
+        g[3 * i] += <floating>(rows[i][0] + 0.5 * (rows[i][1] + rows[i][2]))
+        g[3 * i + 1] += <floating>(0.5 * (rows[i][1] - rows[i][2]))
+        g[3 * i + 2] += <floating>(0.5 * (rows[i][1] + rows[i][2]) + rows[i][3])
+
+
+cdef inline void sum_and_invert(const floating* partials, Py_ssize_t n_chunks,
+                                Py_ssize_t chunk_pitch, Py_ssize_t point_pitch,
+                                floating* g) noexcept nogil:
+    """g += G^T u G with u[p] the sum over chunks k of partials[k * chunk_pitch + p * point_pitch]."""
+    cdef double u[POINTS]
+    cdef Py_ssize_t p, k
+    for p in range(POINTS):
+        u[p] = 0
+        for k in range(n_chunks):
+            u[p] += partials[k * chunk_pitch + p * point_pitch]
+    inverse_kernel_transform(u, g)
+
+
 def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed,
                      bint adjoint, int n_threads):
     """transformed <- G g G^T of every 3x3 kernel g of weight (C_out, C_in, 3, 3).
@@ -270,3 +339,72 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1]
                 output_tiles(products + b * tiles * POINTS * out_pitch, out_channels, tiles_h,
                              tiles_w, POINTS * out_pitch, out_pitch, bias_data, out_h, out_w,
                              &output[first + b, 0, 0, 0])
+
+
+def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
+                           const floating[:, :, :, ::1] input,
+                           floating[:, :, :, ::1] transformed_partials, Py_ssize_t pad_h,
+                           Py_ssize_t pad_w, Py_ssize_t per_block, floating[:, ::1] workspace,
+                           int n_threads):
+    """transformed_partials[k] += the transformed weight gradient of chunk k of the batch.
+
+    The gradient of G g G^T at point p is the sum over tiles of V[p]^T Z[p], with Z the
+    grad_output tiles through gradient_tiles: 16 GEMMs per block of images, summed into
+    partials shaped (n_chunks, 16, C_in, round_up(C_out)), one per fixed chunk of
+    consecutive images, so the sums do not depend on the thread count. inverse_weight
+    turns them into the weight gradient.
+    """
+    cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
+    cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
+    cdef Py_ssize_t out_channels = grad_output.shape[1], out_h = grad_output.shape[2]
+    cdef Py_ssize_t out_w = grad_output.shape[3]
+    cdef Py_ssize_t in_pitch = lane_pitch(in_channels), out_pitch = lane_pitch(out_channels)
+    cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
+    cdef Py_ssize_t tiles = tiles_h * tiles_w
+    cdef Py_ssize_t padded_size = (2 * tiles_h + 2) * (2 * tiles_w + 2) * LANES
+    cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
+    cdef Py_ssize_t chunk, first, last, count, columns, b, p
+    cdef floating* padded
+    cdef floating* transformed_input
+    cdef floating* transformed_gradient
+    with nogil:
+        for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            padded = &workspace[threadid(), 0]
+            transformed_input = padded + padded_size
+            first = chunk * batch // n_chunks
+            last = (chunk + 1) * batch // n_chunks
+            while first < last:
+                count = min(per_block, last - first)
+                columns = count * tiles
+                transformed_gradient = transformed_input + columns * POINTS * in_pitch
+                for b in range(count):
+                    input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width, pad_h,
+                                pad_w, tiles_h, tiles_w, padded,
+                                transformed_input + b * tiles * POINTS * in_pitch,
+                                POINTS * in_pitch, in_pitch)
+                    gradient_tiles(&grad_output[first + b, 0, 0, 0], out_channels, out_h, out_w,
+                                   tiles_h, tiles_w, padded,
+                                   transformed_gradient + b * tiles * POINTS * out_pitch,
+                                   POINTS * out_pitch, out_pitch)
+                for p in range(POINTS):
+                    gemm(True, False, <int>in_channels, <int>out_pitch, <int>columns,
+                         <floating>1, transformed_input + p * in_pitch, <int>(POINTS * in_pitch),
+                         transformed_gradient + p * out_pitch, <int>(POINTS * out_pitch),
+                         <floating>1, &transformed_partials[chunk, p, 0, 0], <int>out_pitch)
+                first = first + count
+
+
+def inverse_weight(const floating[:, :, :, ::1] transformed_partials,
+                   floating[:, :, :, ::1] grad_weight, int n_threads):
+    """grad_weight (C_out, C_in, 3, 3) += G^T u G, u the partials summed over chunks in
+    double, in a fixed order whatever the thread count."""
+    cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
+    cdef Py_ssize_t out_channels = grad_weight.shape[0], in_channels = grad_weight.shape[1]
+    cdef Py_ssize_t chunk_pitch = POINTS * transformed_partials.shape[2] * transformed_partials.shape[3]
+    cdef Py_ssize_t point_pitch = transformed_partials.shape[2] * transformed_partials.shape[3]
+    cdef Py_ssize_t i, o
+    with nogil:
+        for i in prange(in_channels, num_threads=n_threads, schedule="static"):
+            for o in range(out_channels):
+                sum_and_invert(&transformed_partials[0, 0, i, o], n_chunks, chunk_pitch,
+                               point_pitch, &grad_weight[o, i, 0, 0])

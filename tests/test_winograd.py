@@ -1,11 +1,13 @@
 """algo="winograd" (F(2x2, 3x3)) against the NumPy reference.
 
-Forward and both gradients over named and seeded random 3x3 layers (1..40 channels, odd
-and tiny images, padding 0..3 and (h, w) pairs, batches of one and of several blocks,
-with and without bias) in float32 and float64; each result is compared with the float64
-reference on the same values. Beside that: the 1e-3 float32 bound on 128- and
-256-channel layers, central finite differences, bitwise thread-count invariance, the
-kernel transform against its matrix definition, and the ValueError for unsupported layers.
+Forward and both gradients (the input gradient by the Winograd kernel on grad_output,
+by im2col beyond padding 2; the weight gradient from transformed tiles) over named and
+seeded random 3x3 layers (1..40 channels, odd and tiny images, padding 0..3 and (h, w)
+pairs, batches of one and of several blocks, with and without bias) in float32 and
+float64; each result is compared with the float64 reference on the same values. Beside
+that: the 1e-3 float32 bound on 128- and 256-channel layers, central finite differences,
+bitwise thread-count invariance, the kernel transform against its matrix definition, and
+the ValueError for unsupported layers.
 """
 import functools
 import zlib
@@ -157,10 +159,16 @@ def test_winograd_matches_reference(layer, dtype):
             assert actual.flags.c_contiguous
 
 
+def small_blocks(monkeypatch):
+    """Blocks of one or two images (an 8x7 output has 12 tiles), so small batches run
+    several blocks, a partial last one, and several weight-gradient chunks."""
+    monkeypatch.setattr(F, "WINOGRAD_TILES", 20)
+    monkeypatch.setattr(F, "WINOGRAD_WEIGHT_TILES", 20)
+
+
 @pytest.mark.parametrize("padding", [0, 1, 2])
 def test_small_blocks_match_reference(padding, monkeypatch):
-    """A block of one or two images: every block boundary, and a partial last block."""
-    monkeypatch.setattr(F, "WINOGRAD_TILES", 20)
+    small_blocks(monkeypatch)
     layer = Layer(7, 5, 6, 8, 7, padding=padding)
     arrays, expected = expected_results(layer, np.dtype(np.float64))
     for name, actual, wanted in zip(RESULT_NAMES, run(layer, arrays), expected):
@@ -217,12 +225,16 @@ def assert_bitwise_equal(actual, expected, name):
     np.testing.assert_array_equal(actual.view(as_bits), expected.view(as_bits), err_msg=name)
 
 
+@pytest.mark.parametrize("blocks", ["default-blocks", "small-blocks"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("layer", [Layer(37, 6, 10, 7, 7, label="several-blocks"),
                                    Layer(3, 16, 24, 12, 11, padding=2, label="wide-image"),
-                                   Layer(1, 9, 7, 6, 6, padding=3, label="pad3")],
+                                   Layer(5, 9, 7, 6, 6, padding=3, label="pad3")],
                          ids=lambda layer: layer.id)
-def test_results_do_not_depend_on_thread_count(layer, dtype, restore_num_threads):
+def test_results_do_not_depend_on_thread_count(layer, dtype, blocks, restore_num_threads,
+                                               monkeypatch):
+    if blocks == "small-blocks":
+        small_blocks(monkeypatch)
     arrays = layer.arrays(dtype, seed=1)
     results = {}
     for threads in (1, 2):
