@@ -283,3 +283,17 @@ def test_unsupported_layer_is_a_value_error(weight_shape, kwargs):
         F.conv2d(input, weight, **kwargs, algo="winograd")
     with pytest.raises(ValueError, match=r"^conv2d_backward: " + message):
         F.conv2d_backward(np.zeros_like(output), input, weight, **kwargs, algo="winograd")
+
+
+@pytest.mark.parametrize("layer, algo", [
+    (Layer(2, 16, 16, 6, 5, label="wide"), "winograd"),
+    (Layer(2, 32, 64, 4, 4, padding=0, label="wider"), "winograd"),
+    (Layer(2, 3, 32, 6, 5, label="rgb-first-layer"), "im2col"),
+    (Layer(2, 32, 8, 6, 5, label="narrow-output"), "im2col"),
+], ids=lambda value: value.id if isinstance(value, Layer) else value)
+def test_auto_takes_winograd_for_wide_3x3_layers(layer, algo):
+    """algo="auto" gives exactly the results of the algorithm it should have picked."""
+    arrays = layer.arrays(np.float32, seed=0)
+    for name, actual, expected in zip(RESULT_NAMES, run(layer, arrays, "auto"),
+                                      run(layer, arrays, algo)):
+        assert_bitwise_equal(actual, expected, name)
