@@ -39,12 +39,21 @@ from libc.string cimport memset
 from _common cimport floating, gemm
 
 cdef enum:
-    # Transform points per tile: the 4x4 elements of a transformed tile.
+    # Transform points per tile: the 4x4 elements of a transformed F(2x2, 3x3) tile, the
+    # 6x6 of an F(4x4, 3x3) one.
     POINTS = 16
+    POINTS_4X4 = 36
     # Channels transformed together: one AVX register of float32.
     LANES = 8
 
-TRANSFORM_POINTS = POINTS
+
+cdef inline Py_ssize_t tile_points(Py_ssize_t tile) noexcept nogil:
+    return (tile + 2) * (tile + 2)
+
+
+def transform_points(Py_ssize_t tile):
+    """Transform points per tile of F(tile x tile, 3x3)."""
+    return tile_points(tile)
 
 
 cdef inline Py_ssize_t lane_pitch(Py_ssize_t channels) noexcept nogil:
@@ -57,13 +66,13 @@ def round_up(Py_ssize_t channels):
 
 
 def workspace_size(Py_ssize_t in_channels, Py_ssize_t out_channels, Py_ssize_t out_h,
-                   Py_ssize_t out_w, Py_ssize_t per_block):
+                   Py_ssize_t out_w, Py_ssize_t per_block, Py_ssize_t tile):
     """Elements of the workspace row per thread of conv2d_forward (the interleaved padded
     planes, V and M) and of conv2d_backward_weight (the same, Z in M's place)."""
-    cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
+    cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
     cdef Py_ssize_t columns = per_block * tiles_h * tiles_w
-    return ((2 * tiles_h + 2) * (2 * tiles_w + 2) * LANES
-            + POINTS * columns * (lane_pitch(in_channels) + lane_pitch(out_channels)))
+    return ((tile * tiles_h + 2) * (tile * tiles_w + 2) * LANES
+            + tile_points(tile) * columns * (lane_pitch(in_channels) + lane_pitch(out_channels)))
 
 
 cdef inline void kernel_transform(const floating* g, Py_ssize_t row_step, Py_ssize_t column_step,
@@ -205,6 +214,141 @@ cdef inline void output_tiles(const floating* products, Py_ssize_t channels,
                             out[l * plane_size + out_w + 1] = y[3][l]
 
 
+cdef inline void kernel_transform_4x4(const floating* g, Py_ssize_t row_step,
+                                      Py_ssize_t column_step,
+                                      floating* u, Py_ssize_t point_pitch) noexcept nogil:
+    """u[p * point_pitch] <- (G g G^T)[p] of F(4x4, 3x3) (G 6x3), in double."""
+    cdef double rows[6][3]
+    cdef double g0, g1, g2
+    cdef Py_ssize_t i, j
+    for j in range(3):
+        g0 = g[j * column_step]
+        g1 = g[row_step + j * column_step]
+        g2 = g[2 * row_step + j * column_step]
+        rows[0][j] = g0 / 4
+        rows[1][j] = -(g0 + g1 + g2) / 6
+        rows[2][j] = -(g0 - g1 + g2) / 6
+        rows[3][j] = g0 / 24 + g1 / 12 + g2 / 6
+        rows[4][j] = g0 / 24 - g1 / 12 + g2 / 6
+        rows[5][j] = g2
+    for i in range(6):
+        g0 = rows[i][0]
+        g1 = rows[i][1]
+        g2 = rows[i][2]
+        u[(6 * i) * point_pitch] = <floating>(g0 / 4)
+        u[(6 * i + 1) * point_pitch] = <floating>(-(g0 + g1 + g2) / 6)
+        u[(6 * i + 2) * point_pitch] = <floating>(-(g0 - g1 + g2) / 6)
+        u[(6 * i + 3) * point_pitch] = <floating>(g0 / 24 + g1 / 12 + g2 / 6)
+        u[(6 * i + 4) * point_pitch] = <floating>(g0 / 24 - g1 / 12 + g2 / 6)
+        u[(6 * i + 5) * point_pitch] = <floating>g2
+
+
+cdef inline void bt6(const floating* x, Py_ssize_t stride, floating* o,
+                     Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride + l] = (B^T x)[i] (B^T 6x6) for LANES lanes, x[j] at x[j * stride + l]."""
+    cdef Py_ssize_t l
+    cdef floating x0, x1, x2, x3, x4, x5
+    for l in range(LANES):
+        x0 = x[l]
+        x1 = x[stride + l]
+        x2 = x[2 * stride + l]
+        x3 = x[3 * stride + l]
+        x4 = x[4 * stride + l]
+        x5 = x[5 * stride + l]
+        o[l] = 4 * x0 - 5 * x2 + x4
+        o[out_stride + l] = x3 + x4 - 4 * (x1 + x2)
+        o[2 * out_stride + l] = 4 * (x1 - x2) + x4 - x3
+        o[3 * out_stride + l] = 2 * (x3 - x1) + x4 - x2
+        o[4 * out_stride + l] = 2 * (x1 - x3) + x4 - x2
+        o[5 * out_stride + l] = 4 * x1 - 5 * x3 + x5
+
+
+cdef inline void at6(const floating* m, Py_ssize_t stride, floating* o,
+                     Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride + l] = (A^T m)[i] (A^T 4x6) for LANES lanes, m[j] at m[j * stride + l]."""
+    cdef Py_ssize_t l
+    cdef floating m0, m1, m2, m3, m4, m5
+    for l in range(LANES):
+        m0 = m[l]
+        m1 = m[stride + l]
+        m2 = m[2 * stride + l]
+        m3 = m[3 * stride + l]
+        m4 = m[4 * stride + l]
+        m5 = m[5 * stride + l]
+        o[l] = m0 + m1 + m2 + m3 + m4
+        o[out_stride + l] = m1 - m2 + 2 * (m3 - m4)
+        o[2 * out_stride + l] = m1 + m2 + 4 * (m3 + m4)
+        o[3 * out_stride + l] = m1 - m2 + 8 * (m3 - m4) + m5
+
+
+cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
+                                 Py_ssize_t height, Py_ssize_t width, Py_ssize_t pad_h,
+                                 Py_ssize_t pad_w, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+                                 floating* padded, floating* tiles, Py_ssize_t row_pitch,
+                                 Py_ssize_t point_pitch) noexcept nogil:
+    """input_tiles for F(4x4, 3x3): 6x6 tiles four pixels apart, (B^T d B) with B^T 6x6."""
+    cdef Py_ssize_t padded_h = 4 * tiles_h + 2, padded_w = 4 * tiles_w + 2
+    cdef Py_ssize_t pixel = LANES, line = padded_w * LANES
+    cdef Py_ssize_t group, first, th, tw, k, l
+    cdef const floating* d
+    cdef floating* q
+    cdef floating r[6][6][LANES]
+    cdef floating v[POINTS_4X4][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        interleave_planes(image + first * height * width, min(LANES, channels - first), height,
+                          width, pad_h, pad_w, padded_h, padded_w, padded)
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                d = padded + 4 * th * line + 4 * tw * pixel
+                for k in range(6):
+                    bt6(d + k * pixel, line, &r[0][k][0], 6 * LANES)
+                for k in range(6):
+                    bt6(&r[k][0][0], LANES, &v[6 * k][0], LANES)
+                q = tiles + (th * tiles_w + tw) * row_pitch + first
+                for k in range(POINTS_4X4):
+                    for l in range(LANES):
+                        q[k * point_pitch + l] = v[k][l]
+
+
+cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
+                                  Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t row_pitch,
+                                  Py_ssize_t point_pitch, const floating* bias,
+                                  Py_ssize_t out_h, Py_ssize_t out_w,
+                                  floating* image) noexcept nogil:
+    """output_tiles for F(4x4, 3x3): A^T m A (A^T 4x6) of 36-point tiles into 4x4 tiles."""
+    cdef Py_ssize_t plane_size = out_h * out_w
+    cdef Py_ssize_t group, first, count, th, tw, oh, ow, i, j, k, l
+    cdef const floating* m
+    cdef floating* out
+    cdef floating shift[LANES]
+    cdef floating mm[POINTS_4X4][LANES]
+    cdef floating s[4][6][LANES]
+    cdef floating y[4][4][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        count = min(LANES, channels - first)
+        for l in range(LANES):
+            shift[l] = bias[first + l] if bias != NULL and l < count else 0
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                m = products + (th * tiles_w + tw) * row_pitch + first
+                for k in range(POINTS_4X4):
+                    for l in range(LANES):
+                        mm[k][l] = m[k * point_pitch + l]
+                for k in range(6):
+                    at6(&mm[k][0], 6 * LANES, &s[0][k][0], 6 * LANES)
+                for k in range(4):
+                    at6(&s[k][0][0], LANES, &y[k][0][0], LANES)
+                oh = 4 * th
+                ow = 4 * tw
+                for l in range(count):
+                    out = image + (first + l) * plane_size
+                    for i in range(min(4, out_h - oh)):
+                        for j in range(min(4, out_w - ow)):
+                            out[(oh + i) * out_w + ow + j] = y[i][j][l] + shift[l]
+
+
 cdef inline void gradient_tiles(const floating* gradient, Py_ssize_t channels,
                                 Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t tiles_h,
                                 Py_ssize_t tiles_w, floating* padded, floating* tiles,
@@ -271,46 +415,53 @@ cdef inline void sum_and_invert(const floating* partials, Py_ssize_t n_chunks,
 
 
 def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed,
-                     bint adjoint, int n_threads):
-    """transformed <- G g G^T of every 3x3 kernel g of weight (C_out, C_in, 3, 3).
+                     bint adjoint, Py_ssize_t tile, int n_threads):
+    """transformed <- G g G^T of every 3x3 kernel g of weight (C_out, C_in, 3, 3), with
+    F(tile x tile, 3x3)'s G (tile 2 or 4).
 
-    adjoint=False: transformed (16, C_in, round_up(C_out)) from weight[o, i], for the
-    forward pass. adjoint=True: transformed (16, C_out, round_up(C_in)) from weight[o, i]
-    rotated by 180 degrees, the kernel whose convolution with grad_output is the input
-    gradient. The columns past C_out (C_in) are zero.
+    adjoint=False: transformed (points, C_in, round_up(C_out)) from weight[o, i], for the
+    forward pass. adjoint=True: transformed (points, C_out, round_up(C_in)) from
+    weight[o, i] rotated by 180 degrees, the kernel whose convolution with grad_output is
+    the input gradient. The columns past C_out (C_in) are zero.
     """
+    cdef Py_ssize_t points = transformed.shape[0]
     cdef Py_ssize_t rows = transformed.shape[1], pitch = transformed.shape[2]
     cdef Py_ssize_t columns = weight.shape[1] if adjoint else weight.shape[0]
     cdef Py_ssize_t point_pitch = rows * pitch
     cdef Py_ssize_t row, column, p
+    cdef const floating* kernel
     with nogil:
         # A thread owns rows of the transformed matrices, written contiguously.
         for row in prange(rows, num_threads=n_threads, schedule="static"):
             for column in range(columns):
-                if adjoint:
-                    kernel_transform(&weight[row, column, 2, 2], -3, -1,
-                                     &transformed[0, row, column], point_pitch)
+                # The rotated kernel is the original read backwards from its last tap.
+                kernel = &weight[row, column, 2, 2] if adjoint else &weight[column, row, 0, 0]
+                if tile == 4:
+                    kernel_transform_4x4(kernel, -3 if adjoint else 3, -1 if adjoint else 1,
+                                         &transformed[0, row, column], point_pitch)
                 else:
-                    kernel_transform(&weight[column, row, 0, 0], 3, 1,
+                    kernel_transform(kernel, -3 if adjoint else 3, -1 if adjoint else 1,
                                      &transformed[0, row, column], point_pitch)
-            for p in range(POINTS):
+            for p in range(points):
                 memset(&transformed[p, row, 0] + columns, 0, (pitch - columns) * sizeof(floating))
 
 
 def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1] transformed_weight,
                    const floating[::1] bias, floating[:, :, :, ::1] output, Py_ssize_t pad_h,
-                   Py_ssize_t pad_w, Py_ssize_t per_block, floating[:, ::1] workspace,
-                   int n_threads):
-    """output <- conv2d(input, weight) + bias (bias may be None), with weight given as
-    transform_weight's transform; workspace rows of workspace_size(...) elements."""
+                   Py_ssize_t pad_w, Py_ssize_t tile, Py_ssize_t per_block,
+                   floating[:, ::1] workspace, int n_threads):
+    """output <- conv2d(input, weight) + bias (bias may be None) by F(tile x tile, 3x3)
+    (tile 2 or 4), with weight given as transform_weight's transform for that tile;
+    workspace rows of workspace_size(...) elements."""
     cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
     cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
     cdef Py_ssize_t out_channels = output.shape[1], out_h = output.shape[2]
     cdef Py_ssize_t out_w = output.shape[3]
     cdef Py_ssize_t in_pitch = lane_pitch(in_channels), out_pitch = transformed_weight.shape[2]
-    cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
+    cdef Py_ssize_t points = tile_points(tile)
+    cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
     cdef Py_ssize_t tiles = tiles_h * tiles_w
-    cdef Py_ssize_t padded_size = (2 * tiles_h + 2) * (2 * tiles_w + 2) * LANES
+    cdef Py_ssize_t padded_size = (tile * tiles_h + 2) * (tile * tiles_w + 2) * LANES
     cdef Py_ssize_t n_blocks = (batch + per_block - 1) // per_block
     cdef const floating* bias_data = &bias[0] if bias is not None else NULL
     cdef Py_ssize_t block, first, count, columns, b, p
@@ -324,21 +475,32 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1]
             columns = count * tiles
             padded = &workspace[threadid(), 0]
             transformed_input = padded + padded_size
-            products = transformed_input + columns * POINTS * in_pitch
+            products = transformed_input + columns * points * in_pitch
             for b in range(count):
-                input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width, pad_h,
-                            pad_w, tiles_h, tiles_w, padded,
-                            transformed_input + b * tiles * POINTS * in_pitch,
-                            POINTS * in_pitch, in_pitch)
-            for p in range(POINTS):
+                if tile == 4:
+                    input_tiles_4x4(&input[first + b, 0, 0, 0], in_channels, height, width,
+                                    pad_h, pad_w, tiles_h, tiles_w, padded,
+                                    transformed_input + b * tiles * points * in_pitch,
+                                    points * in_pitch, in_pitch)
+                else:
+                    input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width, pad_h,
+                                pad_w, tiles_h, tiles_w, padded,
+                                transformed_input + b * tiles * points * in_pitch,
+                                points * in_pitch, in_pitch)
+            for p in range(points):
                 gemm(False, False, <int>columns, <int>out_pitch, <int>in_channels,
-                     <floating>1, transformed_input + p * in_pitch, <int>(POINTS * in_pitch),
+                     <floating>1, transformed_input + p * in_pitch, <int>(points * in_pitch),
                      &transformed_weight[p, 0, 0], <int>out_pitch,
-                     <floating>0, products + p * out_pitch, <int>(POINTS * out_pitch))
+                     <floating>0, products + p * out_pitch, <int>(points * out_pitch))
             for b in range(count):
-                output_tiles(products + b * tiles * POINTS * out_pitch, out_channels, tiles_h,
-                             tiles_w, POINTS * out_pitch, out_pitch, bias_data, out_h, out_w,
-                             &output[first + b, 0, 0, 0])
+                if tile == 4:
+                    output_tiles_4x4(products + b * tiles * points * out_pitch, out_channels,
+                                     tiles_h, tiles_w, points * out_pitch, out_pitch, bias_data,
+                                     out_h, out_w, &output[first + b, 0, 0, 0])
+                else:
+                    output_tiles(products + b * tiles * points * out_pitch, out_channels,
+                                 tiles_h, tiles_w, points * out_pitch, out_pitch, bias_data,
+                                 out_h, out_w, &output[first + b, 0, 0, 0])
 
 
 def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,

@@ -1,7 +1,7 @@
-"""algo="winograd" (F(2x2, 3x3)) against the NumPy reference.
+"""algo="winograd" against the NumPy reference, with F(4x4, 3x3) and F(2x2, 3x3) tiles.
 
 Forward and both gradients (the input gradient by the Winograd kernel on grad_output,
-by im2col beyond padding 2; the weight gradient from transformed tiles) over named and
+by im2col beyond padding 2; the weight gradient from F(2x2) tiles) over named and
 seeded random 3x3 layers (1..40 channels, odd and tiny images, padding 0..3 and (h, w)
 pairs, batches of one and of several blocks, with and without bias) in float32 and
 float64; each result is compared with the float64 reference on the same values. Beside
@@ -87,9 +87,9 @@ NAMED_LAYERS = [
     Layer(2, 4, 4, 6, 5, padding="valid", label="valid-string"),
     Layer(1, 1, 1, 3, 3, padding=0, label="one-output-pixel"),
     Layer(1, 40, 33, 7, 7, padding=1, label="channels-past-lanes"),
-    # 7x7 outputs are 16 tiles, so WINOGRAD_TILES = 256 puts 16 images in a block:
-    # 37 images are two full blocks and a partial one.
-    Layer(37, 3, 5, 7, 7, padding=1, label="several-blocks"),
+    # 15x15 outputs are 16 tiles of 4x4 (64 of 2x2), so WINOGRAD_TILES = 256 puts 16 (4)
+    # images in a block: 37 images are full blocks and a partial one.
+    Layer(37, 3, 5, 15, 15, padding=1, label="several-blocks"),
     Layer(3, 6, 9, 9, 8, padding=1, bias=False, label="nobias"),
 ]
 
@@ -147,9 +147,16 @@ def expected_results(layer, dtype):
     return arrays, (output,) + tuple(grads)
 
 
+@pytest.fixture(params=[4, 2], ids=["F4x4", "F2x2"])
+def tile(request, monkeypatch):
+    """Both tile sizes of the forward pass and input gradient."""
+    monkeypatch.setattr(F, "WINOGRAD_TILE", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.id)
-def test_winograd_matches_reference(layer, dtype):
+def test_winograd_matches_reference(layer, dtype, tile):
     arrays, expected = expected_results(layer, np.dtype(dtype))
     for name, actual, wanted in zip(RESULT_NAMES, run(layer, arrays), expected):
         if wanted is None:
@@ -160,14 +167,14 @@ def test_winograd_matches_reference(layer, dtype):
 
 
 def small_blocks(monkeypatch):
-    """Blocks of one or two images (an 8x7 output has 12 tiles), so small batches run
-    several blocks, a partial last one, and several weight-gradient chunks."""
+    """Blocks of a few images (an 8x7 output has 4 tiles of 4x4, 16 of 2x2), so small
+    batches run several blocks, a partial last one, and several weight-gradient chunks."""
     monkeypatch.setattr(F, "WINOGRAD_TILES", 20)
     monkeypatch.setattr(F, "WINOGRAD_WEIGHT_TILES", 20)
 
 
 @pytest.mark.parametrize("padding", [0, 1, 2])
-def test_small_blocks_match_reference(padding, monkeypatch):
+def test_small_blocks_match_reference(padding, tile, monkeypatch):
     small_blocks(monkeypatch)
     layer = Layer(7, 5, 6, 8, 7, padding=padding)
     arrays, expected = expected_results(layer, np.dtype(np.float64))
@@ -181,7 +188,7 @@ WIDE_LAYERS = [Layer(2, 128, 128, 8, 8, label="wide-128"),
 
 
 @pytest.mark.parametrize("layer", WIDE_LAYERS, ids=lambda layer: layer.id)
-def test_float32_error_on_wide_layers(layer):
+def test_float32_error_on_wide_layers(layer, tile):
     """max |float32 - float64 reference| / max |reference| <= 1e-3, for every result."""
     arrays, expected = expected_results(layer, np.dtype(np.float32))
     for name, actual, wanted in zip(RESULT_NAMES, run(layer, arrays), expected):
@@ -205,7 +212,7 @@ def central_difference(loss, array, step=1e-3):
 
 
 @pytest.mark.parametrize("padding", [1, (2, 0)], ids=["p1", "p2x0"])
-def test_gradients_match_central_differences(padding):
+def test_gradients_match_central_differences(padding, tile):
     layer = Layer(2, 3, 2, 5, 4, padding=padding)
     input, weight, bias, _ = layer.arrays(np.float64, seed=3)
     projection = np.random.default_rng(4).standard_normal((2, 2) + layer.output_size)
@@ -231,7 +238,7 @@ def assert_bitwise_equal(actual, expected, name):
                                    Layer(3, 16, 24, 12, 11, padding=2, label="wide-image"),
                                    Layer(5, 9, 7, 6, 6, padding=3, label="pad3")],
                          ids=lambda layer: layer.id)
-def test_results_do_not_depend_on_thread_count(layer, dtype, blocks, restore_num_threads,
+def test_results_do_not_depend_on_thread_count(layer, dtype, blocks, tile, restore_num_threads,
                                                monkeypatch):
     if blocks == "small-blocks":
         small_blocks(monkeypatch)
@@ -244,19 +251,26 @@ def test_results_do_not_depend_on_thread_count(layer, dtype, blocks, restore_num
         assert_bitwise_equal(actual, expected, f"{name} with 2 threads")
 
 
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+# The kernel transforms of F(2x2, 3x3) and F(4x4, 3x3) (Lavin & Gray 2016).
+G = {2: np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]]),
+     4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])}
 
 
+@pytest.mark.parametrize("tile_size", [2, 4], ids=["F2x2", "F4x4"])
 @pytest.mark.parametrize("adjoint", [False, True], ids=["forward", "adjoint"])
-def test_transform_weight_is_g_g_gt(adjoint):
+def test_transform_weight_is_g_g_gt(adjoint, tile_size):
     """transformed[p] holds (G g G^T)[p] for each kernel, zeros past the channels."""
     out_channels, in_channels = 3, 10
     weight = np.random.default_rng(0).standard_normal((out_channels, in_channels, 3, 3))
     rows, columns = (out_channels, in_channels) if adjoint else (in_channels, out_channels)
-    transformed = np.full((16, rows, _winograd.round_up(columns)), np.nan)
-    _winograd.transform_weight(weight, transformed, adjoint, 1)
+    points = (tile_size + 2) ** 2
+    assert _winograd.transform_points(tile_size) == points
+    transformed = np.full((points, rows, _winograd.round_up(columns)), np.nan)
+    _winograd.transform_weight(weight, transformed, adjoint, tile_size, 1)
     kernels = weight[:, :, ::-1, ::-1] if adjoint else weight.transpose(1, 0, 2, 3)
-    expected = np.einsum("ai,rcij,bj->abrc", G, kernels, G).reshape(16, rows, columns)
+    g = G[tile_size]
+    expected = np.einsum("ai,rcij,bj->abrc", g, kernels, g).reshape(points, rows, columns)
     np.testing.assert_allclose(transformed[:, :, :columns], expected, rtol=1e-14, atol=1e-14)
     assert not np.any(transformed[:, :, columns:])
 
