@@ -20,8 +20,9 @@ MAX_WEIGHT_PARTIALS = 16
 # images are convolved several at a time.
 GEMM_COLUMNS = 512
 # Output tile side of the Winograd forward pass and input gradient: F(4x4, 3x3) does 36
-# multiplications per 16 outputs, F(2x2, 3x3) 16 per 4; measured 15-25% faster
-# (src/_winograd.pyx has the figures), at float32 errors still below 1e-5 relative.
+# multiplications per 16 outputs, F(2x2, 3x3) 16 per 4. F(4x4) measured 10-20% faster
+# forward, 3-15% on the input gradient (src/_winograd.pyx has the figures), at float32
+# errors still below 1e-5 relative.
 WINOGRAD_TILE = 4
 # Like GEMM_COLUMNS for the Winograd GEMMs, whose rows are output tiles; fewer than for
 # im2col because each tile keeps 16 or 36 transformed values per channel, which should
@@ -33,7 +34,7 @@ WINOGRAD_WEIGHT_TILES = 512
 # algo="auto" takes Winograd for layers it supports with at least this many input and
 # output channels. Measured at batch 64, one thread: 3 input channels run twice as slow
 # as im2col (GEMMs that thin gain nothing from fewer multiplications and the transforms
-# cost as much), 8 about even, 16 and more faster (forward 1.2-2.4x, backward 1.0-2x).
+# cost as much), 8 about even, 16 and more faster (forward 1.3-2.2x, backward 1.15-1.5x).
 WINOGRAD_MIN_CHANNELS = 16
 
 

@@ -1,21 +1,24 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True
-"""Winograd convolution F(2x2, 3x3) (Lavin & Gray 2016) for 3x3 kernels at stride 1.
+"""Winograd convolution F(2x2, 3x3) and F(4x4, 3x3) (Lavin & Gray 2016): 3x3 kernels, stride 1.
 
-The output is cut into 2x2 tiles; tile t reads a 4x4 input tile d whose top-left corner
-sits two pixels further per tile (zero outside the image), and
+With F(m x m, 3x3) (m = tile = 2 or 4) the output is cut into m x m tiles; tile t reads
+an (m + 2) x (m + 2) input tile d whose top-left corner sits m pixels further per tile
+(zero outside the image), and
 
     y = A^T [ (G g G^T) * (B^T d B) ] A
 
-gives it from the 3x3 kernel g with 16 multiplications instead of 36. Summed over input
-channels, the 16 elementwise products become 16 GEMMs, one per transform point p:
+gives it from the 3x3 kernel g with (m + 2)^2 multiplications instead of 9 m^2: 16
+instead of 36 for F(2x2), 36 instead of 144 for F(4x4). Summed over input channels, the
+elementwise products become one GEMM per transform point p:
 M[p] (tiles, C_out) = V[p] (tiles, C_in) @ U[p] (C_in, C_out).
 
-V and M are stored tile by tile, (tiles, 16, channels): a tile's 16 transformed values
+V and M are stored tile by tile, (tiles, points, channels): a tile's transformed values
 lie together, and channels are the fastest axis, so the tile transforms work on LANES
 channels at once with contiguous loads and stores, which the compiler vectorises (the
 planes are first interleaved LANES channels at a time into a zero-padded buffer). V[p]
-is then the (tiles, C_in) matrix with row pitch 16 * round_up(C_in) starting at point p.
-Channel pitches are rounded up to LANES; U's extra columns are zero, so M's are too.
+is then the (tiles, C_in) matrix with row pitch points * round_up(C_in) starting at
+point p. Channel pitches are rounded up to LANES; U's extra columns are zero, so M's are
+too. (Point-major storage, one contiguous matrix per point, measured no faster.)
 
 Images go through the GEMMs per_block at a time, their tiles one after the other in the
 rows, because one small image has too few tiles for a GEMM to run at full speed.
@@ -24,13 +27,29 @@ row and calls a single-threaded BLAS, so results do not depend on the thread cou
 
 The input gradient is the same computation run on grad_output, with the 180-degree
 rotated, channel-transposed kernel (transform_weight with adjoint=True) and padding
-2 - pad. The weight gradient is the adjoint of the forward pass: with grad_output's
-tiles through Z = A y A^T, the gradient of U[p] is V[p]^T Z[p] summed over tiles (16
-GEMMs per block, over fixed chunks of the batch), and G^T (that sum) G gives the
-kernel's.
+2 - pad. The weight gradient (F(2x2) only) is the adjoint of the forward pass: with
+grad_output's tiles through Z = A y A^T, the gradient of U[p] is V[p]^T Z[p] summed
+over tiles (16 GEMMs per block, over fixed chunks of the batch), and G^T (that sum) G
+gives the kernel's.
+
+Measured (float32, batch 64, padding 1, one thread, medians of 7 interleaved runs on a
+shared 2-core machine, so +-10%; milliseconds; im2col / F(2x2) / F(4x4) for the
+forward pass and input gradient, im2col / F(2x2) for the weight gradient):
+
+    layer                  forward           input gradient    weight gradient
+    32->64 @ 32x32     43.7  33.3  27.7    37.0  32.3  29.7    46.3  39.4
+    64->128 @ 16x16    43.7  23.5  19.6    34.3  23.4  19.9    49.9  30.7
+    128->256 @ 8x8     34.6  21.3  18.6    33.0  20.6  19.9    37.8  24.4
+
+The transforms take a third to a half of the Winograd time: F(4x4)'s GEMMs do 0.56
+times F(2x2)'s work but its transforms cost more per output, and its GEMMs (K = C_in,
+36 of them) are thinner. float32 error, max |error| /
+max |float64 reference| on 64..256-channel layers (8x8, 16x16; N(0, 1) input, weight
+scaled by 1 / sqrt(9 C_in)): im2col 3-5e-7, F(2x2) 2-5e-7, F(4x4) 4-8e-6 (its
+transform constants reach 8 and 1/24); float64: F(2x2) ~1e-15, F(4x4) ~1e-14.
 
 Shapes: input (N, C_in, H, W), weight (C_out, C_in, 3, 3), transformed weight
-(16, C_in, round_up(C_out)), output (N, C_out, out_h, out_w) with
+(points, C_in, round_up(C_out)), output (N, C_out, out_h, out_w) with
 out_h = H + 2 * pad_h - 2 (the bottom/right padding is whatever out_h / out_w imply);
 round_up rounds up to a multiple of LANES. See workspace_size for the scratch buffers.
 """
@@ -62,6 +81,7 @@ cdef inline Py_ssize_t lane_pitch(Py_ssize_t channels) noexcept nogil:
 
 
 def round_up(Py_ssize_t channels):
+    """channels rounded up to a whole number of LANES: the transformed weight's row pitch."""
     return lane_pitch(channels)
 
 
@@ -77,7 +97,8 @@ def workspace_size(Py_ssize_t in_channels, Py_ssize_t out_channels, Py_ssize_t o
 
 cdef inline void kernel_transform(const floating* g, Py_ssize_t row_step, Py_ssize_t column_step,
                                   floating* u, Py_ssize_t point_pitch) noexcept nogil:
-    """u[p * point_pitch] <- (G g G^T)[p], in double; g[i, j] is g[i * row_step + j * column_step]."""
+    """u[p * point_pitch] <- (G g G^T)[p] of F(2x2, 3x3) (G 4x3), in double; g[i, j] is
+    g[i * row_step + j * column_step]."""
     cdef double rows[4][3]
     cdef double g0, g1, g2
     cdef Py_ssize_t i, j
