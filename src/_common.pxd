@@ -1,5 +1,6 @@
 # The fused float type and the small inline helpers every kernel shares.
 from cython cimport floating
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "_dot.h" nogil:
@@ -36,6 +37,24 @@ cdef inline Py_ssize_t floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 cdef inline Py_ssize_t clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     return lo if v < lo else (hi if v > hi else v)
+
+
+cdef inline void pad_plane(const floating* plane, Py_ssize_t height, Py_ssize_t width,
+                           Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t padded_h,
+                           Py_ssize_t padded_w, floating* padded) noexcept nogil:
+    """padded[r, c] = plane[r - pad_h, c - pad_w] inside the plane, 0 outside."""
+    cdef Py_ssize_t r, h
+    cdef Py_ssize_t left = clamp(pad_w, 0, padded_w)
+    cdef Py_ssize_t right = clamp(pad_w + width, left, padded_w)
+    for r in range(padded_h):
+        h = r - pad_h
+        if h < 0 or h >= height:
+            memset(padded + r * padded_w, 0, padded_w * sizeof(floating))
+            continue
+        memset(padded + r * padded_w, 0, left * sizeof(floating))
+        memcpy(padded + r * padded_w + left, plane + h * width + left - pad_w,
+               (right - left) * sizeof(floating))
+        memset(padded + r * padded_w + right, 0, (padded_w - right) * sizeof(floating))
 
 
 # Outputs o whose input index o * stride + offset lies in [0, size) form the range

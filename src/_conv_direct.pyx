@@ -14,25 +14,7 @@ padded_h = (out_h - 1) * stride_h + dilation_h * (kH - 1) + 1 and likewise padde
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memset, memcpy
-from _common cimport floating, clamp, dot
-
-
-cdef inline void pad_plane(const floating* plane, Py_ssize_t height, Py_ssize_t width,
-                           Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t padded_h,
-                           Py_ssize_t padded_w, floating* padded) noexcept nogil:
-    """padded[r, c] = plane[r - pad_h, c - pad_w] inside the plane, 0 outside."""
-    cdef Py_ssize_t r, h
-    cdef Py_ssize_t left = clamp(pad_w, 0, padded_w)
-    cdef Py_ssize_t right = clamp(pad_w + width, left, padded_w)
-    for r in range(padded_h):
-        h = r - pad_h
-        if h < 0 or h >= height:
-            memset(padded + r * padded_w, 0, padded_w * sizeof(floating))
-            continue
-        memset(padded + r * padded_w, 0, left * sizeof(floating))
-        memcpy(padded + r * padded_w + left, plane + h * width + left - pad_w,
-               (right - left) * sizeof(floating))
-        memset(padded + r * padded_w + right, 0, (padded_w - right) * sizeof(floating))
+from _common cimport floating, clamp, dot, pad_plane
 
 
 cdef inline void unpad_add(const floating* padded, Py_ssize_t padded_h, Py_ssize_t padded_w,

@@ -1,0 +1,593 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Winograd convolution F(2x2, 3x3) and F(4x4, 3x3) (Lavin & Gray 2016): 3x3 kernels, stride 1.
+
+With F(m x m, 3x3) (m = tile = 2 or 4) the output is cut into m x m tiles; tile t reads
+an (m + 2) x (m + 2) input tile d whose top-left corner sits m pixels further per tile
+(zero outside the image), and
+
+    y = A^T [ (G g G^T) * (B^T d B) ] A
+
+gives it from the 3x3 kernel g with (m + 2)^2 multiplications instead of 9 m^2: 16
+instead of 36 for F(2x2), 36 instead of 144 for F(4x4). Summed over input channels, the
+elementwise products become one GEMM per transform point p:
+M[p] (tiles, C_out) = V[p] (tiles, C_in) @ U[p] (C_in, C_out).
+
+V and M are stored tile by tile, (tiles, points, channels): a tile's transformed values
+lie together, and channels are the fastest axis, so the tile transforms work on LANES
+channels at once with contiguous loads and stores, which the compiler vectorises (the
+planes are first interleaved LANES channels at a time into a zero-padded buffer). V[p]
+is then the (tiles, C_in) matrix with row pitch points * round_up(C_in) starting at
+point p. Channel pitches are rounded up to LANES; U's extra columns are zero, so M's are
+too. (Point-major storage, one contiguous matrix per point, measured no faster.)
+
+Images go through the GEMMs per_block at a time, their tiles one after the other in the
+rows, because one small image has too few tiles for a GEMM to run at full speed.
+OpenMP runs over these blocks; each thread owns its images' outputs and its workspace
+row and calls a single-threaded BLAS, so results do not depend on the thread count.
+
+The input gradient is the same computation run on grad_output, with the 180-degree
+rotated, channel-transposed kernel (transform_weight with adjoint=True) and padding
+2 - pad. The weight gradient (F(2x2) only) is the adjoint of the forward pass: with
+grad_output's tiles through Z = A y A^T, the gradient of U[p] is V[p]^T Z[p] summed
+over tiles (16 GEMMs per block, over fixed chunks of the batch), and G^T (that sum) G
+gives the kernel's.
+
+Measured (float32, batch 64, padding 1, one thread, medians of 7 interleaved runs on a
+shared 2-core machine, so +-10%; milliseconds; im2col / F(2x2) / F(4x4) for the
+forward pass and input gradient, im2col / F(2x2) for the weight gradient):
+
+    layer                  forward           input gradient    weight gradient
+    32->64 @ 32x32     43.7  33.3  27.7    37.0  32.3  29.7    46.3  39.4
+    64->128 @ 16x16    43.7  23.5  19.6    34.3  23.4  19.9    49.9  30.7
+    128->256 @ 8x8     34.6  21.3  18.6    33.0  20.6  19.9    37.8  24.4
+
+The transforms take a third to a half of the Winograd time: F(4x4)'s GEMMs do 0.56
+times F(2x2)'s work but its transforms cost more per output, and its GEMMs (K = C_in,
+36 of them) are thinner. float32 error, max |error| /
+max |float64 reference| on 64..256-channel layers (8x8, 16x16; N(0, 1) input, weight
+scaled by 1 / sqrt(9 C_in)): im2col 3-5e-7, F(2x2) 2-5e-7, F(4x4) 4-8e-6 (its
+transform constants reach 8 and 1/24); float64: F(2x2) ~1e-15, F(4x4) ~1e-14.
+
+Shapes: input (N, C_in, H, W), weight (C_out, C_in, 3, 3), transformed weight
+(points, C_in, round_up(C_out)), output (N, C_out, out_h, out_w) with
+out_h = H + 2 * pad_h - 2 (the bottom/right padding is whatever out_h / out_w imply);
+round_up rounds up to a multiple of LANES. See workspace_size for the scratch buffers.
+"""
+from cython.parallel cimport prange, threadid
+from libc.string cimport memset
+from _common cimport floating, gemm
+
+cdef enum:
+    # Transform points per tile: the 4x4 elements of a transformed F(2x2, 3x3) tile, the
+    # 6x6 of an F(4x4, 3x3) one.
+    POINTS = 16
+    POINTS_4X4 = 36
+    # Channels transformed together: one AVX register of float32.
+    LANES = 8
+
+
+cdef inline Py_ssize_t tile_points(Py_ssize_t tile) noexcept nogil:
+    return (tile + 2) * (tile + 2)
+
+
+def transform_points(Py_ssize_t tile):
+    """Transform points per tile of F(tile x tile, 3x3)."""
+    return tile_points(tile)
+
+
+cdef inline Py_ssize_t lane_pitch(Py_ssize_t channels) noexcept nogil:
+    """channels rounded up to a whole number of LANES: the row pitch of V, U and M."""
+    return (channels + LANES - 1) // LANES * LANES
+
+
+def round_up(Py_ssize_t channels):
+    """channels rounded up to a whole number of LANES: the transformed weight's row pitch."""
+    return lane_pitch(channels)
+
+
+def workspace_size(Py_ssize_t in_channels, Py_ssize_t out_channels, Py_ssize_t out_h,
+                   Py_ssize_t out_w, Py_ssize_t per_block, Py_ssize_t tile):
+    """Elements of the workspace row per thread of conv2d_forward (the interleaved padded
+    planes, V and M) and of conv2d_backward_weight (the same, Z in M's place)."""
+    cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
+    cdef Py_ssize_t columns = per_block * tiles_h * tiles_w
+    return ((tile * tiles_h + 2) * (tile * tiles_w + 2) * LANES
+            + tile_points(tile) * columns * (lane_pitch(in_channels) + lane_pitch(out_channels)))
+
+
+cdef inline void kernel_transform(const floating* g, Py_ssize_t row_step, Py_ssize_t column_step,
+                                  floating* u, Py_ssize_t point_pitch) noexcept nogil:
+    """u[p * point_pitch] <- (G g G^T)[p] of F(2x2, 3x3) (G 4x3), in double; g[i, j] is
+    g[i * row_step + j * column_step]."""
+    cdef double rows[4][3]
+    cdef double g0, g1, g2
+    cdef Py_ssize_t i, j
+    for j in range(3):
+        g0 = g[j * column_step]
+        g1 = g[row_step + j * column_step]
+        g2 = g[2 * row_step + j * column_step]
+        rows[0][j] = g0
+        rows[1][j] = 0.5 * (g0 + g1 + g2)
+        rows[2][j] = 0.5 * (g0 - g1 + g2)
+        rows[3][j] = g2
+    for i in range(4):
+        u[(4 * i) * point_pitch] = <floating>rows[i][0]
+        u[(4 * i + 1) * point_pitch] = <floating>(0.5 * (rows[i][0] + rows[i][1] + rows[i][2]))
+        u[(4 * i + 2) * point_pitch] = <floating>(0.5 * (rows[i][0] - rows[i][1] + rows[i][2]))
+        u[(4 * i + 3) * point_pitch] = <floating>rows[i][2]
+
+
+cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_ssize_t height,
+                                   Py_ssize_t width, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                                   Py_ssize_t padded_h, Py_ssize_t padded_w,
+                                   floating* padded) noexcept nogil:
+    """padded[r, c, l] = planes[l, r - pad_h, c - pad_w] for l < count inside the planes, 0
+    elsewhere: (padded_h, padded_w, LANES)."""
+    cdef Py_ssize_t r, h, w, l
+    cdef Py_ssize_t first = min(pad_w, padded_w), last = min(pad_w + width, padded_w)
+    cdef floating* row
+    cdef const floating* source
+    for r in range(padded_h):
+        h = r - pad_h
+        row = padded + r * padded_w * LANES
+        if h < 0 or h >= height:
+            memset(row, 0, padded_w * LANES * sizeof(floating))
+            continue
+        memset(row, 0, first * LANES * sizeof(floating))
+        memset(row + last * LANES, 0, (padded_w - last) * LANES * sizeof(floating))
+        for l in range(count):
+            source = planes + (l * height + h) * width - pad_w
+            for w in range(first, last):
+                row[w * LANES + l] = source[w]
+        for l in range(count, LANES):
+            for w in range(first, last):
+                row[w * LANES + l] = 0
+
+
+cdef inline void input_tiles(const floating* image, Py_ssize_t channels, Py_ssize_t height,
+                             Py_ssize_t width, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                             Py_ssize_t tiles_h, Py_ssize_t tiles_w, floating* padded,
+                             floating* tiles, Py_ssize_t row_pitch,
+                             Py_ssize_t point_pitch) noexcept nogil:
+    """tiles[p * point_pitch + t * row_pitch + c] <- (B^T d B)[p] of tile t of channel c,
+    for c up to channels rounded up to LANES (zero past channels)."""
+    cdef Py_ssize_t padded_h = 2 * tiles_h + 2, padded_w = 2 * tiles_w + 2
+    cdef Py_ssize_t pixel = LANES, line = padded_w * LANES
+    cdef Py_ssize_t group, first, th, tw, k, l
+    cdef const floating* d
+    cdef floating* q
+    # Local arrays: the compiler knows they alias nothing, so the lane loops vectorise.
+    cdef floating r[4][4][LANES]
+    cdef floating v[POINTS][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        interleave_planes(image + first * height * width, min(LANES, channels - first), height,
+                          width, pad_h, pad_w, padded_h, padded_w, padded)
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                d = padded + 2 * th * line + 2 * tw * pixel
+                for k in range(4):  # B^T d: column k of the tile
+                    for l in range(LANES):
+                        r[0][k][l] = d[k * pixel + l] - d[2 * line + k * pixel + l]
+                        r[1][k][l] = d[line + k * pixel + l] + d[2 * line + k * pixel + l]
+                        r[2][k][l] = d[2 * line + k * pixel + l] - d[line + k * pixel + l]
+                        r[3][k][l] = d[line + k * pixel + l] - d[3 * line + k * pixel + l]
+                for k in range(4):  # (B^T d) B: row k
+                    for l in range(LANES):
+                        v[4 * k][l] = r[k][0][l] - r[k][2][l]
+                        v[4 * k + 1][l] = r[k][1][l] + r[k][2][l]
+                        v[4 * k + 2][l] = r[k][2][l] - r[k][1][l]
+                        v[4 * k + 3][l] = r[k][1][l] - r[k][3][l]
+                q = tiles + (th * tiles_w + tw) * row_pitch + first
+                for k in range(POINTS):
+                    for l in range(LANES):
+                        q[k * point_pitch + l] = v[k][l]
+
+
+cdef inline void output_tiles(const floating* products, Py_ssize_t channels,
+                              Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t row_pitch,
+                              Py_ssize_t point_pitch, const floating* bias, Py_ssize_t out_h,
+                              Py_ssize_t out_w, floating* image) noexcept nogil:
+    """image[c] <- A^T m A (+ bias[c]) of every tile, with m[p] = products[p * point_pitch +
+    t * row_pitch + c]; the last row and column of tiles are cropped to out_h x out_w."""
+    cdef Py_ssize_t plane_size = out_h * out_w
+    cdef Py_ssize_t group, first, count, th, tw, oh, ow, k, l
+    cdef const floating* m
+    cdef floating* out
+    cdef floating shift[LANES]
+    cdef floating s[2][4][LANES]
+    cdef floating y[4][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        count = min(LANES, channels - first)
+        for l in range(LANES):
+            shift[l] = bias[first + l] if bias != NULL and l < count else 0
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                m = products + (th * tiles_w + tw) * row_pitch + first
+                for k in range(4):  # A^T m: column k of the tile
+                    for l in range(LANES):
+                        s[0][k][l] = (m[k * point_pitch + l] + m[(4 + k) * point_pitch + l]
+                                      + m[(8 + k) * point_pitch + l])
+                        s[1][k][l] = (m[(4 + k) * point_pitch + l] - m[(8 + k) * point_pitch + l]
+                                      - m[(12 + k) * point_pitch + l])
+                for k in range(2):  # (A^T m) A: row k
+                    for l in range(LANES):
+                        y[2 * k][l] = s[k][0][l] + s[k][1][l] + s[k][2][l] + shift[l]
+                        y[2 * k + 1][l] = s[k][1][l] - s[k][2][l] - s[k][3][l] + shift[l]
+                oh = 2 * th
+                ow = 2 * tw
+                out = image + first * plane_size + oh * out_w + ow
+                if count == LANES and ow + 1 < out_w and oh + 1 < out_h:
+                    for l in range(LANES):
+                        out[l * plane_size] = y[0][l]
+                        out[l * plane_size + 1] = y[1][l]
+                        out[l * plane_size + out_w] = y[2][l]
+                        out[l * plane_size + out_w + 1] = y[3][l]
+                    continue
+                for l in range(count):
+                    out[l * plane_size] = y[0][l]
+                    if ow + 1 < out_w:
+                        out[l * plane_size + 1] = y[1][l]
+                    if oh + 1 < out_h:
+                        out[l * plane_size + out_w] = y[2][l]
+                        if ow + 1 < out_w:
+                            out[l * plane_size + out_w + 1] = y[3][l]
+
+
+cdef inline void kernel_transform_4x4(const floating* g, Py_ssize_t row_step,
+                                      Py_ssize_t column_step,
+                                      floating* u, Py_ssize_t point_pitch) noexcept nogil:
+    """u[p * point_pitch] <- (G g G^T)[p] of F(4x4, 3x3) (G 6x3), in double."""
+    cdef double rows[6][3]
+    cdef double g0, g1, g2
+    cdef Py_ssize_t i, j
+    for j in range(3):
+        g0 = g[j * column_step]
+        g1 = g[row_step + j * column_step]
+        g2 = g[2 * row_step + j * column_step]
+        rows[0][j] = g0 / 4
+        rows[1][j] = -(g0 + g1 + g2) / 6
+        rows[2][j] = -(g0 - g1 + g2) / 6
+        rows[3][j] = g0 / 24 + g1 / 12 + g2 / 6
+        rows[4][j] = g0 / 24 - g1 / 12 + g2 / 6
+        rows[5][j] = g2
+    for i in range(6):
+        g0 = rows[i][0]
+        g1 = rows[i][1]
+        g2 = rows[i][2]
+        u[(6 * i) * point_pitch] = <floating>(g0 / 4)
+        u[(6 * i + 1) * point_pitch] = <floating>(-(g0 + g1 + g2) / 6)
+        u[(6 * i + 2) * point_pitch] = <floating>(-(g0 - g1 + g2) / 6)
+        u[(6 * i + 3) * point_pitch] = <floating>(g0 / 24 + g1 / 12 + g2 / 6)
+        u[(6 * i + 4) * point_pitch] = <floating>(g0 / 24 - g1 / 12 + g2 / 6)
+        u[(6 * i + 5) * point_pitch] = <floating>g2
+
+
+cdef inline void bt6(const floating* x, Py_ssize_t stride, floating* o,
+                     Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride + l] = (B^T x)[i] (B^T 6x6) for LANES lanes, x[j] at x[j * stride + l]."""
+    cdef Py_ssize_t l
+    cdef floating x0, x1, x2, x3, x4, x5
+    for l in range(LANES):
+        x0 = x[l]
+        x1 = x[stride + l]
+        x2 = x[2 * stride + l]
+        x3 = x[3 * stride + l]
+        x4 = x[4 * stride + l]
+        x5 = x[5 * stride + l]
+        o[l] = 4 * x0 - 5 * x2 + x4
+        o[out_stride + l] = x3 + x4 - 4 * (x1 + x2)
+        o[2 * out_stride + l] = 4 * (x1 - x2) + x4 - x3
+        o[3 * out_stride + l] = 2 * (x3 - x1) + x4 - x2
+        o[4 * out_stride + l] = 2 * (x1 - x3) + x4 - x2
+        o[5 * out_stride + l] = 4 * x1 - 5 * x3 + x5
+
+
+cdef inline void at6(const floating* m, Py_ssize_t stride, floating* o,
+                     Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride + l] = (A^T m)[i] (A^T 4x6) for LANES lanes, m[j] at m[j * stride + l]."""
+    cdef Py_ssize_t l
+    cdef floating m0, m1, m2, m3, m4, m5
+    for l in range(LANES):
+        m0 = m[l]
+        m1 = m[stride + l]
+        m2 = m[2 * stride + l]
+        m3 = m[3 * stride + l]
+        m4 = m[4 * stride + l]
+        m5 = m[5 * stride + l]
+        o[l] = m0 + m1 + m2 + m3 + m4
+        o[out_stride + l] = m1 - m2 + 2 * (m3 - m4)
+        o[2 * out_stride + l] = m1 + m2 + 4 * (m3 + m4)
+        o[3 * out_stride + l] = m1 - m2 + 8 * (m3 - m4) + m5
+
+
+cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
+                                 Py_ssize_t height, Py_ssize_t width, Py_ssize_t pad_h,
+                                 Py_ssize_t pad_w, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+                                 floating* padded, floating* tiles, Py_ssize_t row_pitch,
+                                 Py_ssize_t point_pitch) noexcept nogil:
+    """input_tiles for F(4x4, 3x3): 6x6 tiles four pixels apart, (B^T d B) with B^T 6x6."""
+    cdef Py_ssize_t padded_h = 4 * tiles_h + 2, padded_w = 4 * tiles_w + 2
+    cdef Py_ssize_t pixel = LANES, line = padded_w * LANES
+    cdef Py_ssize_t group, first, th, tw, k, l
+    cdef const floating* d
+    cdef floating* q
+    cdef floating r[6][6][LANES]
+    cdef floating v[POINTS_4X4][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        interleave_planes(image + first * height * width, min(LANES, channels - first), height,
+                          width, pad_h, pad_w, padded_h, padded_w, padded)
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                d = padded + 4 * th * line + 4 * tw * pixel
+                for k in range(6):
+                    bt6(d + k * pixel, line, &r[0][k][0], 6 * LANES)
+                for k in range(6):
+                    bt6(&r[k][0][0], LANES, &v[6 * k][0], LANES)
+                q = tiles + (th * tiles_w + tw) * row_pitch + first
+                for k in range(POINTS_4X4):
+                    for l in range(LANES):
+                        q[k * point_pitch + l] = v[k][l]
+
+
+cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
+                                  Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t row_pitch,
+                                  Py_ssize_t point_pitch, const floating* bias,
+                                  Py_ssize_t out_h, Py_ssize_t out_w,
+                                  floating* image) noexcept nogil:
+    """output_tiles for F(4x4, 3x3): A^T m A (A^T 4x6) of 36-point tiles into 4x4 tiles."""
+    cdef Py_ssize_t plane_size = out_h * out_w
+    cdef Py_ssize_t group, first, count, th, tw, oh, ow, i, j, k, l
+    cdef const floating* m
+    cdef floating* out
+    cdef floating shift[LANES]
+    cdef floating mm[POINTS_4X4][LANES]
+    cdef floating s[4][6][LANES]
+    cdef floating y[4][4][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        count = min(LANES, channels - first)
+        for l in range(LANES):
+            shift[l] = bias[first + l] if bias != NULL and l < count else 0
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                m = products + (th * tiles_w + tw) * row_pitch + first
+                for k in range(POINTS_4X4):
+                    for l in range(LANES):
+                        mm[k][l] = m[k * point_pitch + l]
+                for k in range(6):
+                    at6(&mm[k][0], 6 * LANES, &s[0][k][0], 6 * LANES)
+                for k in range(4):
+                    at6(&s[k][0][0], LANES, &y[k][0][0], LANES)
+                oh = 4 * th
+                ow = 4 * tw
+                for l in range(count):
+                    out = image + (first + l) * plane_size
+                    for i in range(min(4, out_h - oh)):
+                        for j in range(min(4, out_w - ow)):
+                            out[(oh + i) * out_w + ow + j] = y[i][j][l] + shift[l]
+
+
+cdef inline void gradient_tiles(const floating* gradient, Py_ssize_t channels,
+                                Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t tiles_h,
+                                Py_ssize_t tiles_w, floating* padded, floating* tiles,
+                                Py_ssize_t row_pitch, Py_ssize_t point_pitch) noexcept nogil:
+    """tiles[p * point_pitch + t * row_pitch + c] <- (A y A^T)[p] of the 2x2 tile t of
+    gradient channel c (zero past the cropped output and past channels): the adjoint of
+    output_tiles, which the weight gradient multiplies with the input tiles."""
+    cdef Py_ssize_t pixel = LANES, line = 2 * tiles_w * LANES
+    cdef Py_ssize_t group, first, th, tw, k, l
+    cdef const floating* y
+    cdef floating* q
+    cdef floating r[4][2][LANES]
+    cdef floating z[POINTS][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        interleave_planes(gradient + first * out_h * out_w, min(LANES, channels - first), out_h,
+                          out_w, 0, 0, 2 * tiles_h, 2 * tiles_w, padded)
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                y = padded + 2 * th * line + 2 * tw * pixel
+                for k in range(2):  # A y: column k of the tile
+                    for l in range(LANES):
+                        r[0][k][l] = y[k * pixel + l]
+                        r[1][k][l] = y[k * pixel + l] + y[line + k * pixel + l]
+                        r[2][k][l] = y[k * pixel + l] - y[line + k * pixel + l]
+                        r[3][k][l] = -y[line + k * pixel + l]
+                for k in range(4):  # (A y) A^T: row k
+                    for l in range(LANES):
+                        z[4 * k][l] = r[k][0][l]
+                        z[4 * k + 1][l] = r[k][0][l] + r[k][1][l]
+                        z[4 * k + 2][l] = r[k][0][l] - r[k][1][l]
+                        z[4 * k + 3][l] = -r[k][1][l]
+                q = tiles + (th * tiles_w + tw) * row_pitch + first
+                for k in range(POINTS):
+                    for l in range(LANES):
+                        q[k * point_pitch + l] = z[k][l]
+
+
+cdef inline void inverse_kernel_transform(const double* u, floating* g) noexcept nogil:
+    """g (3x3, row-major) += G^T u G for u (4x4, row-major): the adjoint of kernel_transform."""
+    cdef double rows[3][4]
+    cdef Py_ssize_t i, j
+    for j in range(4):
+        rows[0][j] = u[j] + 0.5 * (u[4 + j] + u[8 + j])
+        rows[1][j] = 0.5 * (u[4 + j] - u[8 + j])
+        rows[2][j] = 0.5 * (u[4 + j] + u[8 + j]) + u[12 + j]
+    for i in range(3):
+        g[3 * i] += <floating>(rows[i][0] + 0.5 * (rows[i][1] + rows[i][2]))
+        g[3 * i + 1] += <floating>(0.5 * (rows[i][1] - rows[i][2]))
+        g[3 * i + 2] += <floating>(0.5 * (rows[i][1] + rows[i][2]) + rows[i][3])
+
+
+cdef inline void sum_and_invert(const floating* partials, Py_ssize_t n_chunks,
+                                Py_ssize_t chunk_pitch, Py_ssize_t point_pitch,
+                                floating* g) noexcept nogil:
+    """g += G^T u G with u[p] the sum over chunks k of partials[k * chunk_pitch + p * point_pitch]."""
+    cdef double u[POINTS]
+    cdef Py_ssize_t p, k
+    for p in range(POINTS):
+        u[p] = 0
+        for k in range(n_chunks):
+            u[p] += partials[k * chunk_pitch + p * point_pitch]
+    inverse_kernel_transform(u, g)
+
+
+def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed,
+                     bint adjoint, Py_ssize_t tile, int n_threads):
+    """transformed <- G g G^T of every 3x3 kernel g of weight (C_out, C_in, 3, 3), with
+    F(tile x tile, 3x3)'s G (tile 2 or 4).
+
+    adjoint=False: transformed (points, C_in, round_up(C_out)) from weight[o, i], for the
+    forward pass. adjoint=True: transformed (points, C_out, round_up(C_in)) from
+    weight[o, i] rotated by 180 degrees, the kernel whose convolution with grad_output is
+    the input gradient. The columns past C_out (C_in) are zero.
+    """
+    cdef Py_ssize_t points = transformed.shape[0]
+    cdef Py_ssize_t rows = transformed.shape[1], pitch = transformed.shape[2]
+    cdef Py_ssize_t columns = weight.shape[1] if adjoint else weight.shape[0]
+    cdef Py_ssize_t point_pitch = rows * pitch
+    cdef Py_ssize_t row, column, p
+    cdef const floating* kernel
+    with nogil:
+        # A thread owns rows of the transformed matrices, written contiguously.
+        for row in prange(rows, num_threads=n_threads, schedule="static"):
+            for column in range(columns):
+                # The rotated kernel is the original read backwards from its last tap.
+                kernel = &weight[row, column, 2, 2] if adjoint else &weight[column, row, 0, 0]
+                if tile == 4:
+                    kernel_transform_4x4(kernel, -3 if adjoint else 3, -1 if adjoint else 1,
+                                         &transformed[0, row, column], point_pitch)
+                else:
+                    kernel_transform(kernel, -3 if adjoint else 3, -1 if adjoint else 1,
+                                     &transformed[0, row, column], point_pitch)
+            for p in range(points):
+                memset(&transformed[p, row, 0] + columns, 0, (pitch - columns) * sizeof(floating))
+
+
+def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1] transformed_weight,
+                   const floating[::1] bias, floating[:, :, :, ::1] output, Py_ssize_t pad_h,
+                   Py_ssize_t pad_w, Py_ssize_t tile, Py_ssize_t per_block,
+                   floating[:, ::1] workspace, int n_threads):
+    """output <- conv2d(input, weight) + bias (bias may be None) by F(tile x tile, 3x3)
+    (tile 2 or 4), with weight given as transform_weight's transform for that tile;
+    workspace rows of workspace_size(...) elements."""
+    cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
+    cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
+    cdef Py_ssize_t out_channels = output.shape[1], out_h = output.shape[2]
+    cdef Py_ssize_t out_w = output.shape[3]
+    cdef Py_ssize_t in_pitch = lane_pitch(in_channels), out_pitch = transformed_weight.shape[2]
+    cdef Py_ssize_t points = tile_points(tile)
+    cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
+    cdef Py_ssize_t tiles = tiles_h * tiles_w
+    cdef Py_ssize_t padded_size = (tile * tiles_h + 2) * (tile * tiles_w + 2) * LANES
+    cdef Py_ssize_t n_blocks = (batch + per_block - 1) // per_block
+    cdef const floating* bias_data = &bias[0] if bias is not None else NULL
+    cdef Py_ssize_t block, first, count, columns, b, p
+    cdef floating* padded
+    cdef floating* transformed_input
+    cdef floating* products
+    with nogil:
+        for block in prange(n_blocks, num_threads=n_threads, schedule="static"):
+            first = block * per_block
+            count = min(per_block, batch - first)
+            columns = count * tiles
+            padded = &workspace[threadid(), 0]
+            transformed_input = padded + padded_size
+            products = transformed_input + columns * points * in_pitch
+            for b in range(count):
+                if tile == 4:
+                    input_tiles_4x4(&input[first + b, 0, 0, 0], in_channels, height, width,
+                                    pad_h, pad_w, tiles_h, tiles_w, padded,
+                                    transformed_input + b * tiles * points * in_pitch,
+                                    points * in_pitch, in_pitch)
+                else:
+                    input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width, pad_h,
+                                pad_w, tiles_h, tiles_w, padded,
+                                transformed_input + b * tiles * points * in_pitch,
+                                points * in_pitch, in_pitch)
+            for p in range(points):
+                gemm(False, False, <int>columns, <int>out_pitch, <int>in_channels,
+                     <floating>1, transformed_input + p * in_pitch, <int>(points * in_pitch),
+                     &transformed_weight[p, 0, 0], <int>out_pitch,
+                     <floating>0, products + p * out_pitch, <int>(points * out_pitch))
+            for b in range(count):
+                if tile == 4:
+                    output_tiles_4x4(products + b * tiles * points * out_pitch, out_channels,
+                                     tiles_h, tiles_w, points * out_pitch, out_pitch, bias_data,
+                                     out_h, out_w, &output[first + b, 0, 0, 0])
+                else:
+                    output_tiles(products + b * tiles * points * out_pitch, out_channels,
+                                 tiles_h, tiles_w, points * out_pitch, out_pitch, bias_data,
+                                 out_h, out_w, &output[first + b, 0, 0, 0])
+
+
+def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
+                           const floating[:, :, :, ::1] input,
+                           floating[:, :, :, ::1] transformed_partials, Py_ssize_t pad_h,
+                           Py_ssize_t pad_w, Py_ssize_t per_block, floating[:, ::1] workspace,
+                           int n_threads):
+    """transformed_partials[k] += the transformed weight gradient of chunk k of the batch.
+
+    The gradient of G g G^T at point p is the sum over tiles of V[p]^T Z[p], with Z the
+    grad_output tiles through gradient_tiles: 16 GEMMs per block of images, summed into
+    partials shaped (n_chunks, 16, C_in, round_up(C_out)), one per fixed chunk of
+    consecutive images, so the sums do not depend on the thread count. inverse_weight
+    turns them into the weight gradient.
+    """
+    cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
+    cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
+    cdef Py_ssize_t out_channels = grad_output.shape[1], out_h = grad_output.shape[2]
+    cdef Py_ssize_t out_w = grad_output.shape[3]
+    cdef Py_ssize_t in_pitch = lane_pitch(in_channels), out_pitch = lane_pitch(out_channels)
+    cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
+    cdef Py_ssize_t tiles = tiles_h * tiles_w
+    cdef Py_ssize_t padded_size = (2 * tiles_h + 2) * (2 * tiles_w + 2) * LANES
+    cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
+    cdef Py_ssize_t chunk, first, last, count, columns, b, p
+    cdef floating* padded
+    cdef floating* transformed_input
+    cdef floating* transformed_gradient
+    with nogil:
+        for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            padded = &workspace[threadid(), 0]
+            transformed_input = padded + padded_size
+            first = chunk * batch // n_chunks
+            last = (chunk + 1) * batch // n_chunks
+            while first < last:
+                count = min(per_block, last - first)
+                columns = count * tiles
+                transformed_gradient = transformed_input + columns * POINTS * in_pitch
+                for b in range(count):
+                    input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width, pad_h,
+                                pad_w, tiles_h, tiles_w, padded,
+                                transformed_input + b * tiles * POINTS * in_pitch,
+                                POINTS * in_pitch, in_pitch)
+                    gradient_tiles(&grad_output[first + b, 0, 0, 0], out_channels, out_h, out_w,
+                                   tiles_h, tiles_w, padded,
+                                   transformed_gradient + b * tiles * POINTS * out_pitch,
+                                   POINTS * out_pitch, out_pitch)
+                for p in range(POINTS):
+                    gemm(True, False, <int>in_channels, <int>out_pitch, <int>columns,
+                         <floating>1, transformed_input + p * in_pitch, <int>(POINTS * in_pitch),
+                         transformed_gradient + p * out_pitch, <int>(POINTS * out_pitch),
+                         <floating>1, &transformed_partials[chunk, p, 0, 0], <int>out_pitch)
+                first = first + count
+
+
+def inverse_weight(const floating[:, :, :, ::1] transformed_partials,
+                   floating[:, :, :, ::1] grad_weight, int n_threads):
+    """grad_weight (C_out, C_in, 3, 3) += G^T u G, u the partials summed over chunks in
+    double, in a fixed order whatever the thread count."""
+    cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
+    cdef Py_ssize_t out_channels = grad_weight.shape[0], in_channels = grad_weight.shape[1]
+    cdef Py_ssize_t chunk_pitch = POINTS * transformed_partials.shape[2] * transformed_partials.shape[3]
+    cdef Py_ssize_t point_pitch = transformed_partials.shape[2] * transformed_partials.shape[3]
+    cdef Py_ssize_t i, o
+    with nogil:
+        for i in prange(in_channels, num_threads=n_threads, schedule="static"):
+            for o in range(out_channels):
+                sum_and_invert(&transformed_partials[0, 0, i, o], n_chunks, chunk_pitch,
+                               point_pitch, &grad_weight[o, i, 0, 0])
