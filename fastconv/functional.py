@@ -74,9 +74,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         one more at the bottom/right, as PyTorch does).
     groups : int dividing C_in and C_out
     algo : "auto", "direct", "im2col" or "winograd"
-        All give the same result within float rounding. "im2col" keeps one column
-        matrix of C_in / groups * kH * kW x H_out * W_out elements per thread, whatever
-        the batch size. "winograd" (F(4x4, 3x3): 4 times fewer multiplications) takes
+        All give the same result within float rounding. "im2col" keeps, per thread,
+        one column matrix of C_in / groups * kH * kW rows by max(1, 512 // (H_out *
+        W_out)) images' H_out * W_out columns (plus the block's C_out / groups output
+        rows), whatever the batch size. "winograd" (F(4x4, 3x3): 4 times fewer multiplications) takes
         3x3 kernels at stride 1 without dilation or groups only, and is a ValueError
         for any other layer; "auto" picks it for those layers when C_in and C_out are
         both at least WINOGRAD_MIN_CHANNELS (16).
