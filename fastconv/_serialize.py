@@ -96,13 +96,26 @@ def save(obj, path):
     manifest = {"format": "fastconv", "version": FORMAT_VERSION, "root": flattener.node(obj, [])}
     arrays = dict(flattener.arrays)
     arrays[MANIFEST] = np.array(json.dumps(manifest))
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomic(path, write):
+    """Call write(binary file) on a temporary file beside path, then rename it over path.
+
+    The data are flushed and fsynced before the rename and the directory after it, so a
+    failure at any point leaves the previous file at path intact, never a partial one.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
                                              suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(descriptor, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)

@@ -8,7 +8,6 @@ bit for bit as if it had never stopped (same seed, same thread count).
 """
 import json
 import os
-import tempfile
 import time
 from functools import partial
 
@@ -19,6 +18,7 @@ import fastconv
 import fastconv._random as random_state
 import fastconv.nn as nn
 from fastconv import data, models
+from fastconv._serialize import write_atomic
 from fastconv.optim import SGD
 from fastconv.optim.lr_scheduler import OneCycleLR
 
@@ -65,28 +65,9 @@ def evaluate_split(model, images, labels, mean, std, loss_fn, tta=False):
             "accuracy": float(np.mean(logits.argmax(axis=1) == labels))}
 
 
-def _write_atomic(path, write):
-    """write(temporary path), then rename over path: readers see the old file or the new."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-",
-                                         suffix=os.path.splitext(path)[1])
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def _write_metrics(run_dir, history):
     lines = "".join(json.dumps(row) + "\n" for row in history)
-
-    def write(path):
-        with open(path, "w") as f:
-            f.write(lines)
-    _write_atomic(os.path.join(run_dir, METRICS), write)
+    write_atomic(os.path.join(run_dir, METRICS), lambda f: f.write(lines.encode()))
 
 
 def _plot(run_dir, history):
@@ -105,7 +86,8 @@ def _plot(run_dir, history):
         axes.grid(alpha=0.3)
         axes.legend()
     figure.tight_layout()
-    _write_atomic(os.path.join(run_dir, CURVES), lambda path: figure.savefig(path, dpi=100))
+    write_atomic(os.path.join(run_dir, CURVES),
+                 lambda f: figure.savefig(f, format="png", dpi=100))
     plt.close(figure)
 
 
