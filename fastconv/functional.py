@@ -19,6 +19,9 @@ MAX_WEIGHT_PARTIALS = 16
 # A GEMM narrower than this many columns runs well below the BLAS's peak, so small
 # images are convolved several at a time.
 GEMM_COLUMNS = 512
+# Blocks of images give the OpenMP threads their work: small images must not all land in
+# one block.
+MIN_BLOCKS = 4
 # Output tile side of the Winograd forward pass and input gradient: F(4x4, 3x3) does 36
 # multiplications per 16 outputs, F(2x2, 3x3) 16 per 4. F(4x4) measured 10-20% faster
 # forward, 3-15% on the input gradient (src/_winograd.pyx has the figures), at float32
@@ -249,7 +252,7 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
 
 def _gemm_forward(input, weight, bias, geometry, output):
     """output <- conv2d(input, weight) + bias: im2col and a GEMM per block of images."""
-    per_gemm = _images_per_gemm(geometry)
+    per_gemm = _images_per_gemm(input.shape[0], geometry)
     openmp_threads = kernel_threads(-(-input.shape[0] // per_gemm))
     scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
                         input.dtype)
@@ -260,7 +263,7 @@ def _gemm_forward(input, weight, bias, geometry, output):
 
 def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
     """grad_input += conv2d's input gradient: a GEMM and col2im per block of images."""
-    per_gemm = _images_per_gemm(geometry)
+    per_gemm = _images_per_gemm(grad_output.shape[0], geometry)
     openmp_threads = kernel_threads(-(-grad_output.shape[0] // per_gemm))
     scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
                         grad_output.dtype)
@@ -273,7 +276,7 @@ def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
 def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
     """grad_weight += conv2d's weight gradient, summed over fixed chunks of the batch."""
     batch = input.shape[0]
-    per_gemm = _images_per_gemm(geometry)
+    per_gemm = _images_per_gemm(batch, geometry)
     # Chunks depend on the batch and the geometry only, never on the thread count.
     n_chunks = max(1, min(batch // per_gemm, MAX_WEIGHT_PARTIALS))
     openmp_threads = kernel_threads(n_chunks)
@@ -310,7 +313,7 @@ def _winograd_conv(input, weight, bias, pad_h, pad_w, adjoint, output):
     transformed = workspace("winograd_weight", (_winograd.transform_points(tile), in_channels,
                                                 _winograd.round_up(out_channels)), input.dtype)
     _winograd.transform_weight(weight, transformed, adjoint, tile, kernel_threads(in_channels))
-    per_block = _winograd_images_per_block(out_h, out_w, tile, WINOGRAD_TILES)
+    per_block = _winograd_images_per_block(batch, out_h, out_w, tile, WINOGRAD_TILES)
     openmp_threads = kernel_threads(-(-batch // per_block))
     scratch = workspace("winograd", (openmp_threads, _winograd.workspace_size(
         in_channels, out_channels, out_h, out_w, per_block, tile)), input.dtype)
@@ -325,7 +328,7 @@ def _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight)
     F(4x4, 3x3) form is not implemented.)"""
     batch, in_channels = input.shape[:2]
     out_channels = weight.shape[0]
-    per_block = _winograd_images_per_block(geometry.out_h, geometry.out_w, 2,
+    per_block = _winograd_images_per_block(batch, geometry.out_h, geometry.out_w, 2,
                                            WINOGRAD_WEIGHT_TILES)
     # Chunks depend on the batch and the geometry only, never on the thread count.
     n_chunks = max(1, min(batch // per_block, MAX_WEIGHT_PARTIALS))
@@ -342,15 +345,24 @@ def _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight)
     _winograd.inverse_weight(partials, grad_weight, kernel_threads(in_channels))
 
 
-def _winograd_images_per_block(out_h, out_w, tile, tiles):
+def _winograd_images_per_block(batch, out_h, out_w, tile, tiles):
     """Images whose tile x tile output tiles share one set of Winograd GEMMs: about tiles
-    of them."""
-    return max(1, tiles // ((-(-out_h // tile)) * (-(-out_w // tile))))
+    of them, but no more than leaves MIN_BLOCKS blocks to share among the threads."""
+    return _block_size(batch, tiles // ((-(-out_h // tile)) * (-(-out_w // tile))))
 
 
-def _images_per_gemm(geometry):
-    """Images whose columns share one GEMM: enough for ~GEMM_COLUMNS columns."""
-    return max(1, GEMM_COLUMNS // (geometry.out_h * geometry.out_w))
+def _block_size(batch, images):
+    """images per block, capped so the batch makes at least MIN_BLOCKS blocks.
+
+    Depends on shapes only, never on the thread count, so results do not either.
+    """
+    return max(1, min(images, batch // MIN_BLOCKS))
+
+
+def _images_per_gemm(batch, geometry):
+    """Images whose columns share one GEMM: enough for ~GEMM_COLUMNS columns (capped as
+    _block_size says)."""
+    return _block_size(batch, GEMM_COLUMNS // (geometry.out_h * geometry.out_w))
 
 
 def _gemm_workspace(weight, geometry, per_gemm):
