@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 MODULES = ["_openmp", "_im2col", "_conv_gemm", "_conv_direct", "_winograd", "_reduce", "_pool",
-           "_interpolate", "_batchnorm"]
+           "_interpolate", "_batchnorm", "_allocator"]
 
 OPENMP_PROBE = textwrap.dedent("""
     #include <omp.h>
@@ -81,8 +81,11 @@ class BuildExt(build_ext):
 
 
 def extensions():
+    import numpy
     from Cython.Build import cythonize
-    modules = [Extension(f"fastconv.{name}", [f"src/{name}.pyx"], include_dirs=["src"])
+    # numpy's headers: _allocator installs a NumPy memory handler.
+    modules = [Extension(f"fastconv.{name}", [f"src/{name}.pyx"],
+                         include_dirs=["src", numpy.get_include()])
                for name in MODULES]
     return cythonize(modules, include_path=["src"], language_level=3,
                      compiler_directives={"boundscheck": False, "wraparound": False,
