@@ -33,6 +33,16 @@ def float_arrays(fn, **arrays):
     return out
 
 
+ACTIVATIONS = (None, "relu")
+
+
+def check_activation(fn, activation):
+    """Whether a fused activation is asked for: True for "relu", False for None."""
+    if not (activation is None or isinstance(activation, str)) or activation not in ACTIVATIONS:
+        raise ValueError(f"{fn}: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    return activation == "relu"
+
+
 def check_rank(fn, name, array, rank, layout):
     if array.ndim != rank:
         raise ValueError(f"{fn}: expected {rank}-D {name} {layout}, got shape {array.shape}")

@@ -6,8 +6,9 @@ float32 or float64.
 import numpy as np
 
 from fastconv import _batchnorm, _conv_direct, _conv_gemm, _interpolate, _pool, _reduce, _winograd
-from fastconv._checks import (check_adaptive_pool2d, check_batch_norm, check_bias, check_conv2d,
-                              check_conv_transpose2d, check_divisor_override, check_grad_output,
+from fastconv._checks import (check_activation, check_adaptive_pool2d, check_batch_norm,
+                              check_bias, check_conv2d, check_conv_transpose2d,
+                              check_divisor_override, check_grad_output,
                               check_interpolate, check_pool2d, check_rank, check_switches,
                               check_unpool2d, check_unpool2d_backward, float_arrays, shape_tuple)
 from fastconv._threads import get_num_threads, kernel_threads, single_threaded_blas
@@ -674,13 +675,16 @@ def interpolate_backward(grad_output, input_shape, size=None, scale_factor=None,
 
 # --- batch normalisation ---------------------------------------------------------------
 
-def native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps):
+def native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps,
+                      *, activation=None):
     """Batch normalisation per channel, as PyTorch's native_batch_norm.
 
     input (N, C, *). In training, normalises with the batch statistics over N and the
     spatial axes, and blends them into running_mean / running_var in place (when given):
     running = (1 - momentum) * running + momentum * batch statistic, with the unbiased
-    variance. Otherwise normalises with running_mean / running_var.
+    variance. Otherwise normalises with running_mean / running_var. activation="relu"
+    applies max(output, 0) in the same pass (None: no activation); batch_norm_backward
+    then takes the gradient through both given relu_output=output.
 
     Returns
     -------
@@ -694,6 +698,7 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
                            for name in ("input", "weight", "bias"))
     check_batch_norm(fn, input, {"weight": weight, "bias": bias, "running_mean": running_mean,
                                  "running_var": running_var})
+    relu = check_activation(fn, activation)
     batch, channels = input.shape[:2]
     values = input.reshape(batch, channels, -1)
     if not training:
@@ -705,6 +710,8 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
         shift = (0 if bias is None else bias) - running_mean * scale
         output = values * scale.astype(input.dtype)[:, None]
         output += shift.astype(input.dtype)[:, None]
+        if relu:
+            np.maximum(output, 0, out=output)
         empty = np.empty(0, np.float64)
         return output.reshape(input.shape), empty, empty
     count = batch * values.shape[2]
@@ -713,7 +720,7 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
                          f"input shape {input.shape}")
     output = np.empty_like(values)
     mean, var = np.empty(channels), np.empty(channels)
-    _batchnorm.forward_train(values, weight, bias, eps, output, mean, var,
+    _batchnorm.forward_train(values, weight, bias, eps, relu, output, mean, var,
                              kernel_threads(channels))
     if running_mean is not None:
         running_mean *= 1 - momentum
@@ -732,27 +739,39 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
-                        output_mask=(True, True, True)):
+                        output_mask=(True, True, True), *, relu_output=None):
     """Gradients of training-mode batch normalisation with respect to input, weight and bias.
 
     Takes the batch statistics native_batch_norm returned. Returns (grad_input,
     grad_weight, grad_bias), None where output_mask is False; weight may be None
     (no affine transform), and then grad_weight and grad_bias are None too.
+    relu_output, the output of native_batch_norm(..., activation="relu"), takes the
+    gradient through that ReLU as well: grad_output counts where relu_output > 0 only
+    (PyTorch's threshold_backward), without a separate pass.
     """
     fn = "batch_norm_backward"
-    arrays = float_arrays(fn, grad_output=grad_output, input=input, weight=weight)
+    arrays = float_arrays(fn, grad_output=grad_output, input=input, weight=weight,
+                          relu_output=relu_output)
     grad_output, input, weight = arrays["grad_output"], arrays["input"], arrays["weight"]
+    relu_output = arrays["relu_output"]
     check_batch_norm(fn, input, {"weight": weight, "save_mean": save_mean,
                                  "save_invstd": save_invstd})
     check_grad_output(fn, grad_output, input.shape)
     batch, channels = input.shape[:2]
     values = input.reshape(batch, channels, -1)
-    grad_input = np.empty_like(values) if output_mask[0] else None
+    if relu_output is not None:
+        if relu_output.shape != input.shape:
+            raise ValueError(f"{fn}: relu_output must have the input's shape {input.shape}, "
+                             f"got {relu_output.shape}")
+        relu_output = relu_output.reshape(values.shape)
+    # The masked path keeps the masked gradient in grad_input between its two passes.
+    want_input = output_mask[0] or relu_output is not None
+    grad_input = np.empty_like(values) if want_input else None
     grad_weight, grad_bias = np.empty(channels), np.empty(channels)
     _batchnorm.backward(grad_output.reshape(values.shape), values, weight,
                         np.asarray(save_mean, np.float64), np.asarray(save_invstd, np.float64),
-                        grad_input, grad_weight, grad_bias, kernel_threads(channels))
+                        relu_output, grad_input, grad_weight, grad_bias, kernel_threads(channels))
     affine = weight is not None
-    return (None if grad_input is None else grad_input.reshape(input.shape),
+    return (grad_input.reshape(input.shape) if output_mask[0] else None,
             grad_weight.astype(input.dtype) if affine and output_mask[1] else None,
             grad_bias.astype(input.dtype) if affine and output_mask[2] else None)

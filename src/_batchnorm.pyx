@@ -3,7 +3,9 @@
 
 A thread owns channels. Each kernel makes one pass for the per-channel sums (in double,
 so the variance can come from the sum of squares) and one pass for the output, where a
-NumPy composition makes five or more.
+NumPy composition makes five or more. A ReLU after the normalisation can be applied in
+the same pass (forward) and its gradient taken in the same passes (backward), which
+saves the ReLU layer's own two passes over the activations.
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt
@@ -11,16 +13,17 @@ from _common cimport floating, dot, total
 
 
 def forward_train(const floating[:, :, ::1] input, const floating[::1] weight,
-                  const floating[::1] bias, double eps, floating[:, :, ::1] output,
+                  const floating[::1] bias, double eps, bint relu, floating[:, :, ::1] output,
                   double[::1] mean, double[::1] var, int n_threads):
     """output <- (input - mean) / sqrt(var + eps) * weight + bias with the batch statistics,
-    which come back in mean and var (biased). weight and bias may be None."""
+    which come back in mean and var (biased); then max(output, 0) if relu (NaN stays NaN,
+    as np.maximum). weight and bias may be None."""
     cdef Py_ssize_t batch = input.shape[0], channels = input.shape[1], length = input.shape[2]
     cdef bint affine = weight is not None
     cdef double count = batch * length
     cdef Py_ssize_t c, n, i
     cdef double sum_x, sum_squares, mu, variance
-    cdef floating scale, shift
+    cdef floating scale, shift, value
     cdef const floating* row
     cdef floating* out_row
     with nogil:
@@ -42,28 +45,37 @@ def forward_train(const floating[:, :, ::1] input, const floating[::1] weight,
             for n in range(batch):
                 row = &input[n, c, 0]
                 out_row = &output[n, c, 0]
-                for i in range(length):
-                    out_row[i] = row[i] * scale + shift
+                if relu:
+                    for i in range(length):
+                        value = row[i] * scale + shift
+                        out_row[i] = 0 if value < 0 else value
+                else:
+                    for i in range(length):
+                        out_row[i] = row[i] * scale + shift
 
 
 def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] input,
              const floating[::1] weight, const double[::1] mean, const double[::1] inv_std,
-             floating[:, :, ::1] grad_input, double[::1] grad_weight, double[::1] grad_bias,
-             int n_threads):
+             const floating[:, :, ::1] relu_output, floating[:, :, ::1] grad_input,
+             double[::1] grad_weight, double[::1] grad_bias, int n_threads):
     """Gradients through forward_train with its batch statistics (mean, inv_std).
 
     grad_weight[c] = sum(g * x_hat), grad_bias[c] = sum(g), and, if grad_input is not
     None, grad_input = weight * inv_std * (g - mean(g) - x_hat * mean(g * x_hat)).
-    weight may be None (no affine transform).
+    weight may be None (no affine transform). With relu_output (the output of
+    forward_train with relu) g is grad_output where relu_output > 0, else 0 (PyTorch's
+    threshold_backward); grad_input is then required, and holds g between the passes.
     """
     cdef Py_ssize_t batch = input.shape[0], channels = input.shape[1], length = input.shape[2]
     cdef bint affine = weight is not None, want_input = grad_input is not None
+    cdef bint masked = relu_output is not None
     cdef double count = batch * length
     cdef Py_ssize_t c, n, i
     cdef double sum_g, sum_gx, scale
     cdef floating k_grad, k_input, k_const
     cdef const floating* g_row
     cdef const floating* x_row
+    cdef const floating* y_row
     cdef floating* out_row
     with nogil:
         for c in prange(channels, num_threads=n_threads, schedule="static"):
@@ -71,6 +83,13 @@ def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] in
             sum_gx = 0
             for n in range(batch):
                 g_row = &grad_output[n, c, 0]
+                if masked:
+                    # The masked row, summed while it is still in cache.
+                    out_row = &grad_input[n, c, 0]
+                    y_row = &relu_output[n, c, 0]
+                    for i in range(length):
+                        out_row[i] = g_row[i] if y_row[i] > 0 else 0
+                    g_row = out_row
                 sum_g = sum_g + total(g_row, length)
                 sum_gx = sum_gx + dot(g_row, &input[n, c, 0], 1, length)
             # sum(g * (x - mean)) from sum(g * x): one pass over the data instead of two.
@@ -84,7 +103,7 @@ def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] in
             k_input = <floating>(-scale * inv_std[c] * inv_std[c] * sum_gx / count)
             k_const = <floating>(-scale * sum_g / count - k_input * mean[c])
             for n in range(batch):
-                g_row = &grad_output[n, c, 0]
+                g_row = &grad_input[n, c, 0] if masked else &grad_output[n, c, 0]
                 x_row = &input[n, c, 0]
                 out_row = &grad_input[n, c, 0]
                 for i in range(length):

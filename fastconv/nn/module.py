@@ -152,6 +152,11 @@ class Module:
             setattr(self, name, param)
 
     # -- forward and backward ------------------------------------------------------------
+    # Whether forward(x, relu=True) also applies a ReLU to the output in the same pass and
+    # backward then takes the gradient through it: Sequential hands such a module the work
+    # of a ReLU that follows it.
+    fuses_relu = False
+
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
@@ -413,13 +418,31 @@ class Sequential(Module):
         return items[index][1]
 
     def forward(self, x):
-        for module in self._modules.values():
-            x = module(x)
+        """The modules in order; a ReLU right after a module that fuses_relu is applied by
+        that module, in the same pass over its output."""
+        from fastconv.nn.activation import ReLU  # activation imports this module
+        modules = list(self._modules.values())
+        fused = []
+        index = 0
+        while index < len(modules):
+            module = modules[index]
+            if (module.fuses_relu and index + 1 < len(modules)
+                    and type(modules[index + 1]) is ReLU):
+                x = module(x, relu=True)
+                fused.append(index + 1)
+                index += 2
+            else:
+                x = module(x)
+                index += 1
+        object.__setattr__(self, "_fused_relus", fused)
         return x
 
     def backward(self, grad_output):
-        for module in reversed(self._modules.values()):
-            grad_output = module.backward(grad_output)
+        modules = list(self._modules.values())
+        fused = self.__dict__.get("_fused_relus", ())
+        for index in reversed(range(len(modules))):
+            if index not in fused:
+                grad_output = modules[index].backward(grad_output)
         return grad_output
 
 

@@ -57,6 +57,7 @@ class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d: statistics per channel over (N, *spatial)."""
 
     _input_layout = ""
+    fuses_relu = True
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, *, dtype=None):
@@ -94,7 +95,9 @@ class _BatchNorm(Module):
                              f"{self.num_features}, got shape {input.shape}")
         return input.reshape(input.shape[0], self.num_features, -1)
 
-    def forward(self, input):
+    def forward(self, input, *, relu=False):
+        """relu=True also applies max(., 0) in the same pass (a following ReLU fused by
+        Sequential); backward then takes the gradient through it."""
         x = self._channels_view(input)
         use_batch_stats = self.training or not self.track_running_stats
         factor = 0.0
@@ -108,17 +111,17 @@ class _BatchNorm(Module):
             x, self.weight.data if self.affine else None, self.bias.data if self.affine else None,
             self.running_mean if running or not use_batch_stats else None,
             self.running_var if running or not use_batch_stats else None,
-            use_batch_stats, factor, self.eps)
+            use_batch_stats, factor, self.eps, activation="relu" if relu else None)
         if use_batch_stats:
-            self._save_for_backward(x, mean, inv_std)
+            self._save_for_backward(x, mean, inv_std, output if relu else None)
         return output.reshape(np.shape(input))
 
     def backward(self, grad_output):
         """Gradient w.r.t. the input (batch statistics); accumulates weight and bias gradients."""
-        x, mean, inv_std = self._saved_for_backward()
+        x, mean, inv_std, relu_output = self._saved_for_backward()
         grad_input, grad_weight, grad_bias = F.batch_norm_backward(
             np.asarray(grad_output).reshape(x.shape), x, self.weight.data if self.affine else None,
-            mean, inv_std)
+            mean, inv_std, relu_output=relu_output)
         if self.affine:
             self.weight.accumulate_grad(grad_weight)
             self.bias.accumulate_grad(grad_bias)

@@ -1,0 +1,111 @@
+"""Fused paths equal the unfused composition: BatchNorm + ReLU forward and backward, and
+Sequential handing a ReLU's work to the layer before it."""
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.nn as nn
+from fastconv import functional as F
+from fastconv.nn.gradcheck import gradcheck
+
+rng = np.random.default_rng(11)
+DTYPES = [np.float32, np.float64]
+
+
+def batch_norm_case(dtype, shape=(5, 6, 7, 3)):
+    channels = shape[1]
+    x = rng.standard_normal(shape).astype(dtype)
+    weight = rng.uniform(0.5, 1.5, channels).astype(dtype)
+    bias = rng.uniform(-0.5, 0.5, channels).astype(dtype)
+    return x, weight, bias
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu_forward_is_relu_of_batch_norm(dtype, training):
+    x, weight, bias = batch_norm_case(dtype)
+    x[0, 0, 0, :2] = np.nan, -0.0
+    stats = [rng.standard_normal(6).astype(dtype), rng.uniform(0.5, 2, 6).astype(dtype)]
+    plain = F.native_batch_norm(x, weight, bias, *[s.copy() for s in stats], training, 0.1, 1e-5)
+    fused = F.native_batch_norm(x, weight, bias, *[s.copy() for s in stats], training, 0.1, 1e-5,
+                                activation="relu")
+    np.testing.assert_array_equal(fused[0], np.maximum(plain[0], 0))
+    for expected, got in zip(plain[1:], fused[1:]):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (2, 8, 1, 33), (9, 2, 4)])
+def test_batch_norm_relu_backward_is_batch_norm_backward_of_the_masked_gradient(dtype, affine,
+                                                                                  shape):
+    x, weight, bias = batch_norm_case(dtype, shape)
+    weight, bias = (weight, bias) if affine else (None, None)
+    output, mean, inv_std = F.native_batch_norm(x, weight, bias, None, None, True, 0.1, 1e-5,
+                                                activation="relu")
+    grad = rng.standard_normal(shape).astype(dtype)
+    expected = F.batch_norm_backward(np.where(output > 0, grad, 0), x, weight, mean, inv_std)
+    got = F.batch_norm_backward(grad, x, weight, mean, inv_std, relu_output=output)
+    for e, g in zip(expected, got):
+        if e is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, e, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                       atol=1e-6 if dtype == np.float32 else 1e-13)
+    # Only the requested gradients come back, the input gradient included.
+    skipped = F.batch_norm_backward(grad, x, weight, mean, inv_std, (False, True, True),
+                                    relu_output=output)
+    assert skipped[0] is None
+
+
+def test_bad_activation_and_relu_output_are_value_errors():
+    x, weight, bias = batch_norm_case(np.float32)
+    for activation in ("gelu", "", 1):
+        with pytest.raises(ValueError, match="batch_norm: activation must be one of"):
+            F.native_batch_norm(x, weight, bias, None, None, True, 0.1, 1e-5,
+                                activation=activation)
+    output, mean, inv_std = F.native_batch_norm(x, weight, bias, None, None, True, 0.1, 1e-5)
+    with pytest.raises(ValueError, match="relu_output must have the input's shape"):
+        F.batch_norm_backward(output, x, weight, mean, inv_std, relu_output=output[:1])
+    with pytest.raises(TypeError, match="relu_output"):
+        F.batch_norm_backward(output, x, weight, mean, inv_std,
+                              relu_output=output.astype(np.float64))
+
+
+def unfused_run(model, x, grad):
+    """Forward and backward module by module, as if no module fused anything."""
+    for module in model:
+        x = module(x)
+    for module in reversed(list(model)):
+        grad = module.backward(grad)
+    return x, grad
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sequential_fuses_batch_norm_and_relu_like_the_composition(dtype):
+    def build():
+        fastconv.manual_seed(3)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.Conv2d(4, 5, 3), nn.BatchNorm2d(5), nn.ReLU(inplace=True),
+                             nn.Flatten(), nn.Linear(5 * 4 * 4, 3), nn.ReLU()).to(dtype)
+    fused, plain = build(), build()
+    x = rng.standard_normal((6, 3, 6, 6)).astype(dtype)
+    out = fused(x)
+    assert fused._fused_relus == [2, 5]
+    grad = rng.standard_normal(out.shape).astype(dtype)
+    grad_input = fused.backward(grad)
+    expected_out, expected_grad = unfused_run(plain, x, grad)
+    tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(out, expected_out, **tolerance)
+    np.testing.assert_allclose(grad_input, expected_grad, **tolerance)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters()):
+        np.testing.assert_allclose(p.grad, q.grad, err_msg=name, **tolerance)
+    for key, value in plain.state_dict().items():  # running statistics too
+        np.testing.assert_allclose(fused.state_dict()[key], value, err_msg=key, **tolerance)
+
+
+def test_fused_batch_norm_relu_passes_gradcheck():
+    fastconv.manual_seed(5)
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU()).double()
+    assert gradcheck(model, rng.standard_normal((4, 3, 3, 3)))
+    assert model._fused_relus == [1]
