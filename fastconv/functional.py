@@ -746,8 +746,8 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
     grad_weight, grad_bias), None where output_mask is False; weight may be None
     (no affine transform), and then grad_weight and grad_bias are None too.
     relu_output, the output of native_batch_norm(..., activation="relu"), takes the
-    gradient through that ReLU as well: grad_output counts where relu_output > 0 only
-    (PyTorch's threshold_backward), without a separate pass.
+    gradient through that ReLU as well, grad_output * (relu_output > 0) as nn.ReLU takes
+    it, without a separate pass.
     """
     fn = "batch_norm_backward"
     arrays = float_arrays(fn, grad_output=grad_output, input=input, weight=weight,

@@ -63,8 +63,8 @@ def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] in
     grad_weight[c] = sum(g * x_hat), grad_bias[c] = sum(g), and, if grad_input is not
     None, grad_input = weight * inv_std * (g - mean(g) - x_hat * mean(g * x_hat)).
     weight may be None (no affine transform). With relu_output (the output of
-    forward_train with relu) g is grad_output where relu_output > 0, else 0 (PyTorch's
-    threshold_backward); grad_input is then required, and holds g between the passes.
+    forward_train with relu) g is grad_output * (relu_output > 0), as the ReLU layer
+    computes it; grad_input is then required, and holds g between the passes.
     """
     cdef Py_ssize_t batch = input.shape[0], channels = input.shape[1], length = input.shape[2]
     cdef bint affine = weight is not None, want_input = grad_input is not None
@@ -88,7 +88,7 @@ def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] in
                     out_row = &grad_input[n, c, 0]
                     y_row = &relu_output[n, c, 0]
                     for i in range(length):
-                        out_row[i] = g_row[i] if y_row[i] > 0 else 0
+                        out_row[i] = g_row[i] * (y_row[i] > 0)
                     g_row = out_row
                 sum_g = sum_g + total(g_row, length)
                 sum_gx = sum_gx + dot(g_row, &input[n, c, 0], 1, length)

@@ -44,7 +44,7 @@ def test_batch_norm_relu_backward_is_batch_norm_backward_of_the_masked_gradient(
     output, mean, inv_std = F.native_batch_norm(x, weight, bias, None, None, True, 0.1, 1e-5,
                                                 activation="relu")
     grad = rng.standard_normal(shape).astype(dtype)
-    expected = F.batch_norm_backward(np.where(output > 0, grad, 0), x, weight, mean, inv_std)
+    expected = F.batch_norm_backward(grad * (output > 0), x, weight, mean, inv_std)
     got = F.batch_norm_backward(grad, x, weight, mean, inv_std, relu_output=output)
     for e, g in zip(expected, got):
         if e is None:
