@@ -19,7 +19,8 @@ Plans:
 
 The report (`fastconv bench --json PATH` writes it) is a dict: fastconv and torch
 versions (torch None when left out, torch_note saying why), threads, plan, gemm
-{size, gflops} and rows. Every row has the fields ROW_FIELDS, None where not measured:
+{size, gflops}, autotune (whether algo="auto" chose by timing), conv_algorithms (what it
+chose for each conv2d signature, as fastconv.conv_algorithms() gives it) and rows. Every row has the fields ROW_FIELDS, None where not measured:
   case, pass        the case id (e.g. conv2d-N64-C64-F128-16x16-k3s1p1) and
                     "forward" / "forward+backward", or "train" / "inference" for networks
   batch, flops      flops: forward 2*N*C_out*H_out*W_out*C_in/groups*kH*kW, 3x that for
@@ -467,8 +468,13 @@ def measure_row(case, pass_, plan, peak_gflops, use_torch):
     }
 
 
-def run(plan=FULL, threads=None, use_torch=True, patterns=(), progress=True):
-    """Measure the GEMM peak and every selected case; returns the report as a dict."""
+def run(plan=FULL, threads=None, use_torch=True, patterns=(), progress=True, autotune=False):
+    """Measure the GEMM peak and every selected case; returns the report as a dict.
+
+    autotune is passed to fastconv.set_conv_autotune for the run (the process's own
+    setting is restored after): False times what the heuristic picks, True what timing
+    picks in each case's warm-up call.
+    """
     import fastconv
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
@@ -484,6 +490,7 @@ def run(plan=FULL, threads=None, use_torch=True, patterns=(), progress=True):
     fastconv.set_num_threads(threads)
     if torch:
         torch.set_num_threads(threads)
+    previous_autotune = fastconv.set_conv_autotune(autotune)
     rows = []
     try:
         with threadpool_limits(limits=threads):
@@ -495,7 +502,9 @@ def run(plan=FULL, threads=None, use_torch=True, patterns=(), progress=True):
                 bar.set_postfix_str(f"{case.id(case_batch(case, plan))} {pass_}")
                 rows.append(measure_row(case, pass_, plan, peak, torch is not None))
             bar.close()
+        conv_algorithms = fastconv.conv_algorithms()
     finally:
+        fastconv.set_conv_autotune(*previous_autotune)
         fastconv.set_num_threads(previous_threads)
         if torch:
             torch.set_num_threads(previous_torch_threads)
@@ -506,6 +515,8 @@ def run(plan=FULL, threads=None, use_torch=True, patterns=(), progress=True):
         "threads": threads,
         "plan": dataclasses.asdict(plan),
         "gemm": {"size": plan.gemm_size, "gflops": peak},
+        "autotune": autotune,
+        "conv_algorithms": conv_algorithms,
         "rows": rows,
     }
 
@@ -545,7 +556,9 @@ def _table(header, lines):
 def format_report(report):
     """The report as text: a header line, the layer table, the network table and notes."""
     torch_text = f"PyTorch {report['torch']}" if report["torch"] else "no PyTorch"
-    lines = [f"fastconv {report['fastconv']}, {torch_text}, {report['threads']} threads; "
+    autotune_text = ", algorithms autotuned" if report["autotune"] else ""
+    lines = [f"fastconv {report['fastconv']}, {torch_text}, {report['threads']} threads"
+             f"{autotune_text}; "
              f"float32 GEMM {report['gemm']['size']}^3: {report['gemm']['gflops']:.1f} GFLOPS"]
     if report["torch_note"]:
         lines.append(f"PyTorch column skipped: {report['torch_note']}")

@@ -100,7 +100,7 @@ def _bench(args):
     if patterns and not bench.select_cases(patterns, plan):
         args.parser.error(f"--cases {args.cases!r} matches no case")
     report = bench.run(plan, threads=args.threads, use_torch=not args.no_torch,
-                       patterns=patterns)
+                       patterns=patterns, autotune=args.autotune)
     print(bench.format_report(report))
     if args.json:
         bench.write_json(report, args.json)
@@ -112,7 +112,8 @@ Measure the machine's float32 GEMM throughput (numpy matmul), then time fastconv
 the NumPy reference and PyTorch (when torch imports), all at the same thread count:
 convolution, transposed convolution and pooling layers at batch 64, forward and
 forward+backward, and NET-S / NET-M training steps and inference at batch 128.
-Times are medians over repeats after one warm-up call.
+Times are medians over repeats after one warm-up call; with --autotune, algo="auto"
+times the convolution algorithms in that warm-up call and keeps the fastest.
 
 --quick finishes in under a minute on 2 cores: batch 16 everywhere (layers and
 networks), at most 3 repeats and 0.3 s of timed calls per figure, and the reference
@@ -163,6 +164,9 @@ def build_parser():
                        help="threads for every library (default: fastconv.get_num_threads())")
     bench.add_argument("--json", metavar="PATH", help="also write every row to PATH as JSON")
     bench.add_argument("--no-torch", action="store_true", help="leave out the PyTorch columns")
+    bench.add_argument("--autotune", action="store_true",
+                       help='let algo="auto" choose by timing (default: the fixed heuristic, '
+                            'whatever FASTCONV_AUTOTUNE says)')
     bench.add_argument("--cases", metavar="PATTERNS",
                        help="only the cases whose id contains one of these comma-separated "
                             "glob patterns, e.g. 'conv2d-*k3s1p1,NET-S'")

@@ -5,12 +5,14 @@ float32 or float64.
 """
 import numpy as np
 
-from fastconv import _batchnorm, _conv_direct, _conv_gemm, _interpolate, _pool, _reduce, _winograd
+from fastconv import (_autotune, _batchnorm, _conv_direct, _conv_gemm, _interpolate, _pool,
+                      _reduce, _winograd)
 from fastconv._checks import (check_activation, check_adaptive_pool2d, check_batch_norm,
                               check_bias, check_conv2d, check_conv_transpose2d,
                               check_divisor_override, check_grad_output,
                               check_interpolate, check_pool2d, check_rank, check_switches,
                               check_unpool2d, check_unpool2d_backward, float_arrays, shape_tuple)
+from fastconv._autotune import winograd_applies
 from fastconv._threads import get_num_threads, kernel_threads, single_threaded_blas
 from fastconv._workspace import workspace
 
@@ -35,17 +37,17 @@ WINOGRAD_TILES = 256
 # The weight gradient's Winograd GEMMs (F(2x2, 3x3)) sum over the tiles instead: a longer
 # sum amortises BLAS's packing of their thin (C_in x tiles, tiles x C_out) operands better.
 WINOGRAD_WEIGHT_TILES = 512
-# algo="auto" takes Winograd for layers it supports with at least this many input and
-# output channels. Measured at batch 64, one thread: 3 input channels run twice as slow
-# as im2col (GEMMs that thin gain nothing from fewer multiplications and the transforms
-# cost as much), 8 about even, 16 and more faster (forward 1.3-2.2x, backward 1.15-1.5x).
-WINOGRAD_MIN_CHANNELS = 16
 
 
-def _conv_algorithm(fn, algo, weight, geometry):
+def _conv_algorithm(fn, algo, input, weight, geometry, output_mask, run):
+    """The algorithm to run: algo itself, or for "auto" fastconv._autotune's choice.
+
+    output_mask is None for the forward pass; run(algorithm) repeats the call with an
+    explicit algorithm, for timing.
+    """
     if algo not in CONV_ALGORITHMS:
         raise ValueError(f"{fn}: algo must be one of {CONV_ALGORITHMS}, got {algo!r}")
-    if algo == "winograd" and not _winograd_applies(weight, geometry):
+    if algo == "winograd" and not winograd_applies(weight, geometry):
         g = geometry
         raise ValueError(f"{fn}: algo='winograd' needs a 3x3 kernel, stride 1, dilation 1 and "
                          f"groups 1, got kernel {weight.shape[2]}x{weight.shape[3]}, stride "
@@ -53,15 +55,8 @@ def _conv_algorithm(fn, algo, weight, geometry):
                          f"{g.dilation_w}), groups {g.groups}")
     if algo != "auto":
         return algo
-    # A depthwise layer's GEMMs would be one row high: the direct kernel runs it several
-    # times faster. Everything else, first layers with three input channels included,
-    # measures faster as im2col + GEMM, except wide enough layers Winograd supports.
-    if weight.shape[1] == 1:
-        return "direct"
-    if (_winograd_applies(weight, geometry)
-            and min(weight.shape[:2]) >= WINOGRAD_MIN_CHANNELS):
-        return "winograd"
-    return "im2col"
+    return _autotune.choose("forward" if output_mask is None else "backward", output_mask,
+                            input, weight, geometry, run)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
@@ -81,10 +76,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         All give the same result within float rounding. "im2col" keeps, per thread,
         one column matrix of C_in / groups * kH * kW rows by max(1, 512 // (H_out *
         W_out)) images' H_out * W_out columns (plus the block's C_out / groups output
-        rows), whatever the batch size. "winograd" (F(4x4, 3x3): 4 times fewer multiplications) takes
-        3x3 kernels at stride 1 without dilation or groups only, and is a ValueError
-        for any other layer; "auto" picks it for those layers when C_in and C_out are
-        both at least WINOGRAD_MIN_CHANNELS (16).
+        rows), whatever the batch size. "winograd" (F(4x4, 3x3): 4 times fewer
+        multiplications) takes 3x3 kernels at stride 1 without dilation or groups only,
+        and is a ValueError for any other layer. "auto" picks by a fixed heuristic
+        (depthwise layers direct; Winograd's layers with C_in and C_out both at least
+        16 winograd; the rest im2col), or by timing once per signature after
+        fastconv.set_conv_autotune(True); fastconv.conv_algorithms() reports each choice.
 
     Returns
     -------
@@ -96,7 +93,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
     geometry = check_conv2d("conv2d", input, weight, stride, padding, dilation, groups)
     check_bias("conv2d", bias, weight.shape[0])
-    algo = _conv_algorithm("conv2d", algo, weight, geometry)
+    algo = _conv_algorithm("conv2d", algo, input, weight, geometry, None,
+                           lambda candidate: conv2d(input, weight, bias, stride, padding,
+                                                    dilation, groups, algo=candidate))
     batch = input.shape[0]
     output = np.empty((batch, weight.shape[0], geometry.out_h, geometry.out_w), input.dtype)
     if algo == "direct":
@@ -139,8 +138,12 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     geometry = check_conv2d(fn, input, weight, stride, padding, dilation, groups)
     batch, out_channels = input.shape[0], weight.shape[0]
     check_grad_output(fn, grad_output, (batch, out_channels, geometry.out_h, geometry.out_w))
-    want_input, want_weight, want_bias = (bool(m) for m in output_mask)
-    algo = _conv_algorithm(fn, algo, weight, geometry)
+    output_mask = tuple(bool(m) for m in output_mask)
+    want_input, want_weight, want_bias = output_mask
+    algo = _conv_algorithm(fn, algo, input, weight, geometry, output_mask,
+                           lambda candidate: conv2d_backward(
+                               grad_output, input, weight, stride, padding, dilation, groups,
+                               algo=candidate, output_mask=output_mask))
     grad_input = np.zeros_like(input) if want_input else None
     grad_weight = np.zeros_like(weight) if want_weight else None
     grad_bias = _bias_gradient(grad_output) if want_bias else None
@@ -292,13 +295,6 @@ def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
                                           openmp_threads)
     _reduce.sum_partials(partials.reshape(n_chunks, grad_weight.size), grad_weight.reshape(-1),
                          get_num_threads())
-
-
-def _winograd_applies(weight, geometry):
-    """Whether algo="winograd" supports the layer: 3x3 kernels at stride 1, no dilation, no groups."""
-    g = geometry
-    return (weight.shape[2:] == (3, 3) and (g.stride_h, g.stride_w) == (1, 1)
-            and (g.dilation_h, g.dilation_w) == (1, 1) and g.groups == 1)
 
 
 def _winograd_conv(input, weight, bias, pad_h, pad_w, adjoint, output):

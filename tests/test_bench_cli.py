@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+import fastconv
 from fastconv.bench import ROW_FIELDS
 from fastconv.cli import main
 
@@ -15,6 +16,8 @@ def test_quick_json_rows(tmp_path, capsys):
     report = json.loads(path.read_text())
     assert report["threads"] == 1 and report["torch"] is None
     assert report["gemm"]["gflops"] > 0
+    assert report["autotune"] is False
+    assert {choice["source"] for choice in report["conv_algorithms"]} == {"heuristic"}
     rows = report["rows"]
     assert [(row["case"], row["pass"]) for row in rows] == [
         ("conv2d-N2-C3-F32-32x32-k3s1p1", "forward"),
@@ -40,6 +43,24 @@ def test_quick_json_rows(tmp_path, capsys):
     assert rows[1]["flops"] == 3 * rows[0]["flops"] == 3 * 2 * 2 * 32 * 32 * 32 * 3 * 3 * 3
     printed = capsys.readouterr().out
     assert "float32 GEMM 256^3" in printed and "conv2d-N2-C3-F32-32x32-k3s1p1" in printed
+
+
+def test_autotune_times_the_algorithms_and_restores_the_setting(tmp_path, capsys):
+    path = tmp_path / "out.json"
+    previous = fastconv.set_conv_autotune(False)
+    try:
+        assert main(["bench", "--no-torch", "--tiny", "--threads", "1", "--autotune",
+                     "--cases", "conv2d-*-C3-*", "--json", str(path)]) == 0
+        assert fastconv.set_conv_autotune(False) == (False, None)
+    finally:
+        fastconv.set_conv_autotune(*previous)
+    report = json.loads(path.read_text())
+    assert report["autotune"] is True
+    choices = report["conv_algorithms"]
+    assert [choice["pass"] for choice in choices] == ["forward", "backward"]
+    assert all(choice["source"] == "measured" and choice["input_shape"] == [2, 3, 32, 32]
+               for choice in choices)
+    assert "algorithms autotuned" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -58,7 +58,9 @@ class Conv2d(Module):
     bias : bool
     padding_mode : "zeros" only
     dtype : float32 (default) or float64
-    algo : "auto", "direct" or "im2col", passed to fastconv.functional.conv2d
+    algo : "auto", "direct", "im2col" or "winograd", passed to fastconv.functional.conv2d
+        and conv2d_backward; "auto" follows fastconv.set_conv_autotune, and
+        fastconv.conv_algorithms() reports what it chose
 
     Shapes: input (N, C_in, H, W) -> output (N, C_out, H_out, W_out) with
     H_out = floor((H + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1.
