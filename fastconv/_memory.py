@@ -40,3 +40,6 @@ def memory_cache_stats():
 def _configure_from_environment():
     value = os.environ.get("FASTCONV_MEMORY_CACHE", "").strip()
     set_memory_cache(int(value) if value.isdigit() else DEFAULT_BYTES)
+
+
+_configure_from_environment()
