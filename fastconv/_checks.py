@@ -165,6 +165,16 @@ def check_bias(fn, bias, channels):
         raise ValueError(f"{fn}: expected bias of shape ({channels},), got {bias.shape}")
 
 
+# The activations conv2d can apply to its output while it is still in cache.
+CONV_ACTIVATIONS = (None, "relu")
+
+
+def check_activation(fn, activation):
+    if activation not in CONV_ACTIVATIONS:
+        raise ValueError(f"{fn}: activation must be one of {CONV_ACTIVATIONS}, "
+                         f"got {activation!r}")
+
+
 def check_grad_output(fn, grad_output, expected):
     if grad_output.shape != tuple(expected):
         raise ValueError(f"{fn}: expected grad_output of shape {tuple(expected)}, "

@@ -5,10 +5,12 @@ float32 or float64.
 """
 import numpy as np
 
-from fastconv import _batchnorm, _conv_direct, _conv_gemm, _interpolate, _pool, _reduce, _winograd
-from fastconv._checks import (check_adaptive_pool2d, check_batch_norm, check_bias, check_conv2d,
-                              check_conv_transpose2d, check_divisor_override, check_grad_output,
-                              check_interpolate, check_pool2d, check_rank, check_switches,
+from fastconv import (_batchnorm, _conv_direct, _conv_gemm, _interpolate, _pool,
+                      _reduce, _winograd)
+from fastconv._checks import (check_activation, check_adaptive_pool2d, check_batch_norm,
+                              check_bias, check_conv2d, check_conv_transpose2d,
+                              check_divisor_override, check_grad_output, check_interpolate,
+                              check_pool2d, check_rank, check_switches,
                               check_unpool2d, check_unpool2d_backward, float_arrays, shape_tuple)
 from fastconv._threads import get_num_threads, kernel_threads, single_threaded_blas
 from fastconv._workspace import workspace
@@ -63,8 +65,10 @@ def _conv_algorithm(fn, algo, weight, geometry):
     return "im2col"
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
-    """2-D convolution (cross-correlation) over a batch of images, as torch.nn.functional.conv2d.
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto",
+           activation=None):
+    """2-D convolution (cross-correlation) over a batch of images, as torch.nn.functional.conv2d,
+    optionally followed by a ReLU.
 
     Parameters
     ----------
@@ -84,6 +88,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         3x3 kernels at stride 1 without dilation or groups only, and is a ValueError
         for any other layer; "auto" picks it for those layers when C_in and C_out are
         both at least WINOGRAD_MIN_CHANNELS (16).
+    activation : None or "relu"
+        "relu" returns max(conv + bias, 0), bitwise what relu(conv2d(...)) gives (NaN
+        propagates), applied by every algorithm to each block of the output while it is
+        still in cache instead of in a second pass over the whole output.
 
     Returns
     -------
@@ -95,6 +103,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
     geometry = check_conv2d("conv2d", input, weight, stride, padding, dilation, groups)
     check_bias("conv2d", bias, weight.shape[0])
+    check_activation("conv2d", activation)
+    relu = activation == "relu"
     algo = _conv_algorithm("conv2d", algo, weight, geometry)
     batch = input.shape[0]
     output = np.empty((batch, weight.shape[0], geometry.out_h, geometry.out_w), input.dtype)
@@ -103,13 +113,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         padded_h, padded_w = _padded_extent(weight, geometry)
         scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
                                        + geometry.out_h * padded_w), input.dtype)
-        _conv_direct.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
+        _conv_direct.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
                                     scratch, openmp_threads)
         return output
     if algo == "winograd":
-        _winograd_conv(input, weight, bias, geometry.pad_h, geometry.pad_w, False, output)
+        _winograd_conv(input, weight, bias, relu, geometry.pad_h, geometry.pad_w, False, output)
         return output
-    _gemm_forward(input, weight, bias, geometry, output)
+    _gemm_forward(input, weight, bias, relu, geometry, output)
     return output
 
 
@@ -165,8 +175,8 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         # The input gradient is the Winograd convolution of grad_output padded by
         # 2 - padding; a larger padding would make that negative, so im2col takes it.
         if algo == "winograd" and max(geometry.pad_h, geometry.pad_w) <= 2:
-            _winograd_conv(grad_output, weight, None, 2 - geometry.pad_h, 2 - geometry.pad_w,
-                           True, grad_input)
+            _winograd_conv(grad_output, weight, None, False, 2 - geometry.pad_h,
+                           2 - geometry.pad_w, True, grad_input)
         else:
             _gemm_input_gradient(grad_output, weight, geometry, grad_input)
     if want_weight:
@@ -243,21 +253,22 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     grad_bias = _bias_gradient(grad_output) if want_bias else None
     if want_input:
         grad_input = np.empty_like(input)
-        _gemm_forward(grad_output, weight, None, geometry, grad_input)
+        _gemm_forward(grad_output, weight, None, False, geometry, grad_input)
     if want_weight:
         grad_weight = np.zeros_like(weight)
         _gemm_weight_gradient(input, grad_output, weight, geometry, grad_weight)
     return grad_input, grad_weight, grad_bias
 
 
-def _gemm_forward(input, weight, bias, geometry, output):
-    """output <- conv2d(input, weight) + bias: im2col and a GEMM per block of images."""
+def _gemm_forward(input, weight, bias, relu, geometry, output):
+    """output <- conv2d(input, weight) + bias, rectified if relu: im2col and a GEMM per
+    block of images."""
     per_gemm = _images_per_gemm(input.shape[0], geometry)
     openmp_threads = kernel_threads(-(-input.shape[0] // per_gemm))
     scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
                         input.dtype)
     with single_threaded_blas():
-        _conv_gemm.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
+        _conv_gemm.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
                                   per_gemm, scratch, openmp_threads)
 
 
@@ -300,9 +311,9 @@ def _winograd_applies(weight, geometry):
             and (g.dilation_h, g.dilation_w) == (1, 1) and g.groups == 1)
 
 
-def _winograd_conv(input, weight, bias, pad_h, pad_w, adjoint, output):
+def _winograd_conv(input, weight, bias, relu, pad_h, pad_w, adjoint, output):
     """output <- the Winograd F(WINOGRAD_TILE x WINOGRAD_TILE, 3x3) convolution of input
-    with weight, + bias.
+    with weight, + bias, rectified if relu.
 
     adjoint=True convolves with the kernel of the input gradient instead (weight rotated
     by 180 degrees, channels transposed): input is then grad_output and output grad_input.
@@ -318,7 +329,7 @@ def _winograd_conv(input, weight, bias, pad_h, pad_w, adjoint, output):
     scratch = workspace("winograd", (openmp_threads, _winograd.workspace_size(
         in_channels, out_channels, out_h, out_w, per_block, tile)), input.dtype)
     with single_threaded_blas():
-        _winograd.conv2d_forward(input, transformed, bias, output, pad_h, pad_w, tile,
+        _winograd.conv2d_forward(input, transformed, bias, relu, output, pad_h, pad_w, tile,
                                  per_block, scratch, openmp_threads)
 
 

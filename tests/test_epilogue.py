@@ -1,0 +1,242 @@
+"""The ReLU epilogue of conv2d (activation="relu").
+
+conv2d(..., activation="relu") must be bitwise np.maximum(conv2d(...), 0) for every
+algorithm, NaN and signed zeros included.
+"""
+import zlib
+from dataclasses import dataclass
+from typing import Tuple, Union
+
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.functional as F
+import fastconv.reference as reference
+
+DTYPES = [np.float32, np.float64]
+TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+
+
+def dtype_id(dtype):
+    return np.dtype(dtype).name
+
+
+def bits(array):
+    """The array's bit patterns, so NaN payloads and signed zeros compare too."""
+    array = np.ascontiguousarray(array)
+    return array.view(np.uint32 if array.dtype == np.float32 else np.uint64)
+
+
+def assert_bitwise_equal(actual, expected):
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    np.testing.assert_array_equal(bits(actual), bits(expected))
+
+
+@pytest.fixture
+def restore_num_threads():
+    previous = fastconv.get_num_threads()
+    yield
+    fastconv.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------------------
+# conv2d(activation="relu")
+# --------------------------------------------------------------------------------------
+
+Pair = Union[int, Tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Layer:
+    batch: int
+    in_channels: int
+    out_channels: int
+    height: int
+    width: int
+    kernel: Tuple[int, int] = (3, 3)
+    stride: Pair = 1
+    padding: Union[Pair, str] = 1
+    dilation: Pair = 1
+    groups: int = 1
+
+    @property
+    def id(self):
+        kernel_h, kernel_w = self.kernel
+        return (f"N{self.batch}-C{self.in_channels}-F{self.out_channels}-{self.height}x"
+                f"{self.width}-k{kernel_h}x{kernel_w}-s{self.stride}-p{self.padding}"
+                f"-d{self.dilation}-g{self.groups}").replace(" ", "")
+
+    @property
+    def winograd(self):
+        return (self.kernel == (3, 3) and self.stride == 1 and self.dilation == 1
+                and self.groups == 1)
+
+    def arguments(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups)
+
+    def arrays(self, dtype, seed):
+        rng = np.random.default_rng(seed)
+        input = rng.standard_normal((self.batch, self.in_channels, self.height, self.width))
+        weight = rng.standard_normal((self.out_channels, self.in_channels // self.groups,
+                                      *self.kernel))
+        bias = rng.standard_normal(self.out_channels)
+        return input.astype(dtype), weight.astype(dtype), bias.astype(dtype)
+
+
+NAMED_LAYERS = [
+    Layer(1, 3, 5, 7, 6),
+    Layer(2, 4, 6, 5, 4, kernel=(3, 2), padding=(1, 0)),
+    Layer(3, 6, 9, 9, 8, stride=2, padding=1),
+    Layer(2, 6, 4, 8, 7, stride=(2, 1), dilation=(1, 2), padding=2),
+    Layer(2, 6, 9, 7, 5, groups=3),
+    Layer(2, 4, 4, 6, 5, groups=4, padding="same"),
+    Layer(1, 16, 33, 9, 11),  # a last Winograd lane group of one channel
+    # 5x4 outputs: two images per GEMM and per Winograd block, with a partial last block.
+    Layer(9, 8, 10, 5, 4),
+    Layer(2, 5, 7, 1, 1, kernel=(1, 1), padding=0),
+]
+
+
+def random_layer(rng):
+    while True:
+        groups = int(rng.choice([1, 1, 1, 2, 3]))
+        kernel = tuple(int(k) for k in rng.integers(1, 4, size=2))
+        layer = Layer(batch=int(rng.choice([1, 2, 3, 9])),
+                      in_channels=groups * int(rng.integers(1, 7)),
+                      out_channels=groups * int(rng.integers(1, 12)),
+                      height=int(rng.integers(1, 12)), width=int(rng.integers(1, 12)),
+                      kernel=kernel, stride=int(rng.integers(1, 3)),
+                      padding=int(rng.integers(0, 3)), dilation=int(rng.integers(1, 3)),
+                      groups=groups)
+        kernel_h, kernel_w = kernel
+        if (layer.height + 2 * layer.padding > layer.dilation * (kernel_h - 1)
+                and layer.width + 2 * layer.padding > layer.dilation * (kernel_w - 1)):
+            return layer
+
+
+def random_winograd_layer(rng):
+    return Layer(batch=int(rng.choice([1, 2, 9])), in_channels=int(rng.integers(1, 20)),
+                 out_channels=int(rng.integers(1, 20)), height=int(rng.integers(3, 14)),
+                 width=int(rng.integers(3, 14)), padding=int(rng.integers(0, 3)))
+
+
+RNG = np.random.default_rng(6)
+LAYERS = (NAMED_LAYERS + [random_layer(RNG) for _ in range(10)]
+          + [random_winograd_layer(RNG) for _ in range(6)])
+# Winograd runs with both output transforms, F(4x4) (the default) and F(2x2).
+CASES = ([(layer, algo, None) for layer in LAYERS for algo in ("direct", "im2col", "auto")]
+         + [(layer, "winograd", tile) for layer in LAYERS if layer.winograd for tile in (4, 2)])
+
+
+def case_id(case):
+    layer, algo, tile = case
+    return f"{layer.id}-{algo}" + (f"-F{tile}x{tile}" if tile else "")
+
+
+@pytest.fixture
+def single_thread(restore_num_threads):
+    """One thread for the sweeps of tiny calls, which on a loaded machine would mostly
+    wait for descheduled threads; the thread-count tests cover two."""
+    fastconv.set_num_threads(1)
+
+
+def test_cases_cover_every_algorithm_and_geometry():
+    assert {algo for _, algo, _ in CASES} == {"direct", "im2col", "winograd", "auto"}
+    assert any(layer.groups > 1 for layer in LAYERS)
+    assert any(layer.stride != 1 for layer in LAYERS)
+    assert any(layer.batch == 1 for layer in LAYERS)
+    assert any(layer.kernel[0] != layer.kernel[1] for layer in LAYERS)
+    assert sum(layer.winograd for layer in LAYERS) >= 8
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_relu_epilogue_is_maximum_of_the_convolution(case, dtype, with_bias, single_thread,
+                                                     monkeypatch):
+    layer, algo, tile = case
+    if tile:
+        monkeypatch.setattr(F, "WINOGRAD_TILE", tile)
+    input, weight, bias = layer.arrays(dtype, seed=zlib.crc32(layer.id.encode()))
+    bias = bias if with_bias else None
+    plain = F.conv2d(input, weight, bias, **layer.arguments(), algo=algo)
+    fused = F.conv2d(input, weight, bias, **layer.arguments(), algo=algo, activation="relu")
+    # Without negative and positive values the comparison would not show the ReLU.
+    assert (plain < 0).any() and (plain > 0).any()
+    assert_bitwise_equal(fused, np.maximum(plain, 0))
+    expected = reference.conv2d(input.astype(np.float64), weight.astype(np.float64),
+                                None if bias is None else bias.astype(np.float64),
+                                **layer.arguments(), activation="relu")
+    scale = max(1.0, float(np.abs(expected).max()))
+    tolerance = TOLERANCE[np.dtype(dtype)]
+    np.testing.assert_allclose(fused, expected, rtol=tolerance, atol=tolerance * scale)
+
+
+def test_reference_activation_is_maximum_of_the_reference():
+    layer = NAMED_LAYERS[2]
+    input, weight, bias = layer.arrays(np.float64, seed=1)
+    plain = reference.conv2d(input, weight, bias, **layer.arguments())
+    assert (plain < 0).any()
+    assert_bitwise_equal(reference.conv2d(input, weight, bias, **layer.arguments(),
+                                          activation="relu"), np.maximum(plain, 0))
+    assert_bitwise_equal(reference.conv2d(input, weight, bias, **layer.arguments(),
+                                          activation=None), plain)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("algo, tile", [("direct", None), ("im2col", None), ("winograd", 4),
+                                        ("winograd", 2)])
+def test_relu_epilogue_propagates_nan(algo, tile, dtype, monkeypatch):
+    if tile:
+        monkeypatch.setattr(F, "WINOGRAD_TILE", tile)
+    layer = Layer(9, 16, 20, 9, 7)
+    input, weight, bias = layer.arrays(dtype, seed=3)
+    input[4, 2, 3, 3] = np.nan  # one image's outputs near (3, 3): NaN in every channel
+    bias[5] = np.nan  # channel 5: NaN everywhere
+    bias[7] = -np.inf  # channel 7: -inf, which the ReLU turns into 0 (NaN in image 4)
+    plain = F.conv2d(input, weight, bias, padding=1, algo=algo)
+    fused = F.conv2d(input, weight, bias, padding=1, algo=algo, activation="relu")
+    assert np.isnan(fused[:, 5]).all()
+    assert np.isnan(fused[4, :, 3, 3]).all()
+    assert np.isnan(fused).sum() == np.isnan(plain).sum()
+    assert (fused[:4, 7] == 0).all() and (fused[5:, 7] == 0).all()
+    assert_bitwise_equal(fused, np.maximum(plain, 0))
+
+
+@pytest.mark.parametrize("algo", ["direct", "im2col", "winograd"])
+def test_relu_epilogue_turns_negative_zeros_positive(algo):
+    # Zero input, negative weights and a bias of -0.0: the direct kernel sums -0.0 terms
+    # onto -0.0, so its plain output is all -0.0, which np.maximum(x, 0) makes +0.0.
+    input = np.zeros((2, 16, 5, 4))
+    weight = -np.ones((16, 16, 3, 3))
+    bias = np.full(16, -0.0)
+    plain = F.conv2d(input, weight, bias, padding=1, algo=algo)
+    fused = F.conv2d(input, weight, bias, padding=1, algo=algo, activation="relu")
+    if algo == "direct":
+        assert np.signbit(plain).all()
+    assert not np.signbit(fused).any()
+    assert_bitwise_equal(fused, np.maximum(plain, 0))
+
+
+@pytest.mark.parametrize("algo", ["direct", "im2col", "winograd"])
+def test_relu_epilogue_does_not_depend_on_thread_count(algo, restore_num_threads):
+    layer = Layer(13, 16, 18, 7, 6)
+    input, weight, bias = layer.arrays(np.float32, seed=4)
+    results = []
+    for threads in (1, 2):
+        fastconv.set_num_threads(threads)
+        results.append(F.conv2d(input, weight, bias, padding=1, algo=algo,
+                                activation="relu"))
+    assert_bitwise_equal(results[1], results[0])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "ReLU", "", True, 0])
+def test_unknown_activation_is_a_value_error(activation):
+    input, weight, bias = Layer(1, 2, 3, 4, 4).arrays(np.float32, seed=5)
+    for conv2d in (F.conv2d, reference.conv2d):
+        with pytest.raises(ValueError, match=r"conv2d: activation must be one of \(None, "
+                                             r"'relu'\), got " + repr(activation)):
+            conv2d(input, weight, bias, activation=activation)
