@@ -175,6 +175,12 @@ def check_activation(fn, activation):
                          f"got {activation!r}")
 
 
+def check_same_shape(fn, first_name, first, second_name, second):
+    if first.shape != second.shape:
+        raise ValueError(f"{fn}: {first_name} and {second_name} must have the same shape, "
+                         f"got {first.shape} and {second.shape}")
+
+
 def check_grad_output(fn, grad_output, expected):
     if grad_output.shape != tuple(expected):
         raise ValueError(f"{fn}: expected grad_output of shape {tuple(expected)}, "

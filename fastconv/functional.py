@@ -5,12 +5,12 @@ float32 or float64.
 """
 import numpy as np
 
-from fastconv import (_batchnorm, _conv_direct, _conv_gemm, _interpolate, _pool,
+from fastconv import (_activation, _batchnorm, _conv_direct, _conv_gemm, _interpolate, _pool,
                       _reduce, _winograd)
 from fastconv._checks import (check_activation, check_adaptive_pool2d, check_batch_norm,
                               check_bias, check_conv2d, check_conv_transpose2d,
                               check_divisor_override, check_grad_output, check_interpolate,
-                              check_pool2d, check_rank, check_switches,
+                              check_pool2d, check_rank, check_same_shape, check_switches,
                               check_unpool2d, check_unpool2d_backward, float_arrays, shape_tuple)
 from fastconv._threads import get_num_threads, kernel_threads, single_threaded_blas
 from fastconv._workspace import workspace
@@ -680,6 +680,67 @@ def interpolate_backward(grad_output, input_shape, size=None, scale_factor=None,
     else:
         _interpolate.bilinear_backward(grad_output, grad_input, geometry.align_corners,
                                        geometry.scale_h, geometry.scale_w, threads)
+    return grad_input
+
+
+# --- activations -----------------------------------------------------------------------
+
+def _chunk_threads(size):
+    """OpenMP threads for an element-wise kernel over size elements."""
+    return kernel_threads(_activation.chunk_count(size))
+
+
+def relu(input, inplace=False):
+    """max(input, 0) element-wise, as torch.nn.functional.relu.
+
+    Parameters
+    ----------
+    input : ndarray of any shape, float32 or float64
+    inplace : bool
+        Write the result into input, which must be a writeable ndarray, and return it.
+
+    Returns
+    -------
+    output : ndarray of input's shape, bitwise np.maximum(input, 0): NaN propagates and
+        -0.0 becomes +0.0.
+    """
+    fn = "relu"
+    array = float_arrays(fn, input=input)["input"]
+    if inplace:
+        if not isinstance(input, np.ndarray):
+            raise TypeError(f"{fn}: inplace=True needs an ndarray input, got "
+                            f"{type(input).__name__}")
+        if not input.flags.writeable:
+            raise ValueError(f"{fn}: inplace=True needs a writeable input, got a read-only "
+                             f"array of shape {input.shape}")
+    output = array if inplace else np.empty(array.shape, array.dtype)
+    _activation.relu_forward(array.reshape(-1), output.reshape(-1), _chunk_threads(array.size))
+    if inplace and output is not input:
+        # The kernel worked on a contiguous copy of a strided input.
+        np.copyto(input, output)
+        return input
+    return output
+
+
+def relu_backward(grad_output, output):
+    """Gradient of relu with respect to its input, given relu's output.
+
+    Parameters
+    ----------
+    grad_output, output : ndarrays of one shape and dtype
+
+    Returns
+    -------
+    grad_input : ndarray, bitwise grad_output * (output > 0): a product, so an infinite
+        or NaN gradient where the output is not positive gives NaN, not 0.
+    """
+    fn = "relu_backward"
+    arrays = float_arrays(fn, grad_output=grad_output, output=output)
+    grad_output, output = arrays["grad_output"], arrays["output"]
+    check_same_shape(fn, "grad_output", grad_output, "output", output)
+    grad_input = np.empty(output.shape, output.dtype)
+    _activation.relu_backward(grad_output.reshape(-1), output.reshape(-1),
+                              grad_input.reshape(-1), _chunk_threads(output.size))
     return grad_input
 
 

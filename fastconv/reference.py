@@ -6,7 +6,7 @@ import numpy as np
 
 from fastconv._checks import (check_activation, check_adaptive_pool2d, check_bias, check_conv2d,
                               check_conv_transpose2d, check_divisor_override, check_grad_output,
-                              check_interpolate, check_pool2d, check_rank,
+                              check_interpolate, check_pool2d, check_rank, check_same_shape,
                               check_switches, check_unpool2d, check_unpool2d_backward,
                               float_arrays, shape_tuple)
 
@@ -90,6 +90,14 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
 def relu(input):
     """Reference torch.nn.functional.relu."""
     return np.maximum(float_arrays("relu", input=input)["input"], 0)
+
+
+def relu_backward(grad_output, output):
+    """Reference gradient of relu, given its output."""
+    arrays = float_arrays("relu_backward", grad_output=grad_output, output=output)
+    check_same_shape("relu_backward", "grad_output", arrays["grad_output"], "output",
+                     arrays["output"])
+    return arrays["grad_output"] * (arrays["output"] > 0)
 
 
 def _transpose_taps(geometry, size, kernel_h, kernel_w):

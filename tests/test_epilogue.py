@@ -1,8 +1,10 @@
-"""The ReLU epilogue of conv2d (activation="relu").
+"""The ReLU epilogue of conv2d (activation="relu") and the compiled relu / relu_backward.
 
 conv2d(..., activation="relu") must be bitwise np.maximum(conv2d(...), 0) for every
-algorithm, NaN and signed zeros included.
+algorithm, NaN and signed zeros included, and relu / relu_backward bitwise the NumPy
+formulas np.maximum(x, 0) and grad_output * (output > 0).
 """
+import itertools
 import zlib
 from dataclasses import dataclass
 from typing import Tuple, Union
@@ -13,9 +15,12 @@ import pytest
 import fastconv
 import fastconv.functional as F
 import fastconv.reference as reference
+from fastconv import _activation
 
 DTYPES = [np.float32, np.float64]
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+SPECIAL_VALUES = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-320, -1e-320, 1e-40, -1e-40,
+                  3e38, -3e38, 1.0, -1.0]
 
 
 def dtype_id(dtype):
@@ -240,3 +245,149 @@ def test_unknown_activation_is_a_value_error(activation):
         with pytest.raises(ValueError, match=r"conv2d: activation must be one of \(None, "
                                              r"'relu'\), got " + repr(activation)):
             conv2d(input, weight, bias, activation=activation)
+
+
+# --------------------------------------------------------------------------------------
+# relu and relu_backward
+# --------------------------------------------------------------------------------------
+
+CHUNK = 32768
+# Empty, one element, around one chunk and several chunks with a partial last one.
+SIZES = [0, 1, 7, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5]
+
+
+def mixed_values(size, dtype, seed):
+    """Normal values with every special value (NaN, inf, +-0.0, subnormals) sprinkled in."""
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(size)
+    specials = rng.integers(0, size, size=min(size, 64)) if size else []
+    values[specials] = rng.choice(SPECIAL_VALUES, size=len(specials))
+    return values.astype(dtype)
+
+
+def test_chunk_count_matches_the_tests_chunk_size():
+    assert [_activation.chunk_count(size) for size in SIZES] == [0, 1, 1, 1, 1, 2, 4]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("size", SIZES)
+def test_relu_is_numpy_maximum_bitwise(size, dtype):
+    input = mixed_values(size, dtype, seed=size)
+    assert_bitwise_equal(F.relu(input), np.maximum(input, 0))
+    assert_bitwise_equal(F.relu(input), reference.relu(input))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_relu_of_special_values(dtype):
+    input = np.array(SPECIAL_VALUES, dtype)
+    output = F.relu(input)
+    assert_bitwise_equal(output, np.maximum(input, 0))
+    # Spelled out, so the test does not rest on NumPy's choices alone.
+    assert np.isnan(output[:2]).all()
+    assert not np.signbit(output[2:]).any()
+    assert (output[input > 0] == input[input > 0]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("size", SIZES)
+def test_relu_backward_is_the_numpy_formula_bitwise(size, dtype):
+    grad_output = mixed_values(size, dtype, seed=size + 1)
+    output = F.relu(mixed_values(size, dtype, seed=size + 2))
+    with np.errstate(invalid="ignore"):
+        expected = grad_output * (output > 0)
+    assert_bitwise_equal(F.relu_backward(grad_output, output), expected)
+    with np.errstate(invalid="ignore"):
+        assert_bitwise_equal(F.relu_backward(grad_output, output),
+                             reference.relu_backward(grad_output, output))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_relu_backward_of_special_values(dtype):
+    # Every pairing of a special gradient with a special output.
+    grad_output, output = (np.array(values, dtype) for values in
+                           zip(*itertools.product(SPECIAL_VALUES, repeat=2)))
+    grad_input = F.relu_backward(grad_output, output)
+    with np.errstate(invalid="ignore"):
+        assert_bitwise_equal(grad_input, grad_output * (output > 0))
+    # inf * 0 where the output is not positive: NaN, as the product has always given.
+    dead_infinite = np.isinf(grad_output) & ~(output > 0)
+    assert dead_infinite.any() and np.isnan(grad_input[dead_infinite]).all()
+    live = output > 0
+    assert_bitwise_equal(grad_input[live], grad_output[live])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_relu_inplace(dtype):
+    input = mixed_values(3 * (CHUNK + 1), dtype, seed=8).reshape(3, -1)
+    expected = np.maximum(input, 0)
+    output = F.relu(input, inplace=True)
+    assert output is input
+    assert_bitwise_equal(input, expected)
+
+
+def test_relu_inplace_on_a_strided_view_writes_through():
+    base = mixed_values(4 * 6 * 10, np.float32, seed=9).reshape(4, 6, 10)
+    untouched = base.copy()
+    view = base[:, ::2, 1:]
+    expected = np.maximum(view, 0)
+    output = F.relu(view, inplace=True)
+    assert output is view
+    assert_bitwise_equal(view, expected)
+    mask = np.ones(base.shape, bool)
+    mask[:, ::2, 1:] = False
+    assert_bitwise_equal(base[mask], untouched[mask])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_non_contiguous_inputs(dtype):
+    values = mixed_values(5 * 6 * 7 * 8, dtype, seed=10).reshape(5, 6, 7, 8)
+    gradients = mixed_values(values.size, dtype, seed=11).reshape(values.shape)
+    kept = values.copy()
+    for strided in (lambda a: a.transpose(0, 2, 3, 1), lambda a: a[:, :, ::2, ::-1],
+                    np.asfortranarray):
+        input, grad_output = strided(values), strided(gradients)
+        output = F.relu(input)
+        assert output.flags.c_contiguous and not np.shares_memory(output, values)
+        assert_bitwise_equal(output, np.maximum(input, 0))
+        output = strided(np.maximum(values, 0))
+        with np.errstate(invalid="ignore"):
+            assert_bitwise_equal(F.relu_backward(grad_output, output),
+                                 grad_output * (output > 0))
+    assert_bitwise_equal(values, kept)
+
+
+def test_zero_dimensional_and_list_inputs():
+    assert_bitwise_equal(F.relu(np.float32(-2.0)), np.maximum(np.float32(-2.0), 0))
+    assert F.relu(np.float32(-2.0)).shape == ()
+    assert_bitwise_equal(F.relu([[-1.0, 2.0]]), np.array([[0.0, 2.0]]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_relu_does_not_depend_on_thread_count(dtype, restore_num_threads):
+    input = mixed_values(5 * CHUNK + 11, dtype, seed=12)
+    grad_output = mixed_values(input.size, dtype, seed=13)
+    results = []
+    for threads in (1, 2):
+        fastconv.set_num_threads(threads)
+        output = F.relu(input)
+        results.append((output, F.relu_backward(grad_output, output)))
+    for one_thread, two_threads in zip(*results):
+        assert_bitwise_equal(two_threads, one_thread)
+    assert_bitwise_equal(results[1][0], np.maximum(input, 0))
+
+
+def test_relu_errors():
+    with pytest.raises(TypeError, match="relu: input must be float32 or float64"):
+        F.relu(np.arange(3))
+    with pytest.raises(TypeError, match="relu: inplace=True needs an ndarray input, got list"):
+        F.relu([1.0, -1.0], inplace=True)
+    read_only = np.zeros(3)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="relu: inplace=True needs a writeable input"):
+        F.relu(read_only, inplace=True)
+    assert_bitwise_equal(F.relu(read_only), np.zeros(3))
+    with pytest.raises(ValueError, match=r"relu_backward: grad_output and output must have "
+                                         r"the same shape, got \(2, 3\) and \(3, 2\)"):
+        F.relu_backward(np.zeros((2, 3)), np.zeros((3, 2)))
+    with pytest.raises(TypeError, match="relu_backward: all arrays must share one dtype"):
+        F.relu_backward(np.zeros(3, np.float32), np.zeros(3))
