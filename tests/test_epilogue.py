@@ -2,7 +2,8 @@
 
 conv2d(..., activation="relu") must be bitwise np.maximum(conv2d(...), 0) for every
 algorithm, NaN and signed zeros included, and relu / relu_backward bitwise the NumPy
-formulas np.maximum(x, 0) and grad_output * (output > 0).
+formulas fastconv.nn.ReLU used before them: np.maximum(x, 0) and
+grad_output * (output > 0).
 """
 import itertools
 import zlib
@@ -14,6 +15,7 @@ import pytest
 
 import fastconv
 import fastconv.functional as F
+import fastconv.nn as nn
 import fastconv.reference as reference
 from fastconv import _activation
 
@@ -391,3 +393,22 @@ def test_relu_errors():
         F.relu_backward(np.zeros((2, 3)), np.zeros((3, 2)))
     with pytest.raises(TypeError, match="relu_backward: all arrays must share one dtype"):
         F.relu_backward(np.zeros(3, np.float32), np.zeros(3))
+
+
+# --------------------------------------------------------------------------------------
+# nn.ReLU on the kernels
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["copy", "inplace"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_relu_layer_matches_its_numpy_formulas(dtype, inplace):
+    input = mixed_values(2 * 3 * 40 * 50, dtype, seed=14).reshape(2, 3, 40, 50)
+    grad_output = mixed_values(input.size, dtype, seed=15).reshape(input.shape)
+    expected = np.maximum(input, 0)
+    with np.errstate(invalid="ignore"):
+        expected_grad = grad_output * (expected > 0)
+    layer = nn.ReLU(inplace=inplace)
+    output = layer(input)
+    assert (output is input) == inplace
+    assert_bitwise_equal(output, expected)
+    assert_bitwise_equal(layer.backward(grad_output), expected_grad)
