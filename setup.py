@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 MODULES = ["_openmp", "_im2col", "_conv_gemm", "_conv_direct", "_winograd", "_reduce", "_pool",
-           "_interpolate", "_batchnorm", "_allocator"]
+           "_interpolate", "_batchnorm", "_activation", "_allocator"]
 
 OPENMP_PROBE = textwrap.dedent("""
     #include <omp.h>

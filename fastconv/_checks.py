@@ -175,6 +175,13 @@ def check_bias(fn, bias, channels):
         raise ValueError(f"{fn}: expected bias of shape ({channels},), got {bias.shape}")
 
 
+# The activations conv2d can apply to its output while it is still in cache.
+def check_same_shape(fn, first_name, first, second_name, second):
+    if first.shape != second.shape:
+        raise ValueError(f"{fn}: {first_name} and {second_name} must have the same shape, "
+                         f"got {first.shape} and {second.shape}")
+
+
 def check_grad_output(fn, grad_output, expected):
     if grad_output.shape != tuple(expected):
         raise ValueError(f"{fn}: expected grad_output of shape {tuple(expected)}, "

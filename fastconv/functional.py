@@ -5,12 +5,12 @@ float32 or float64.
 """
 import numpy as np
 
-from fastconv import (_autotune, _batchnorm, _conv_direct, _conv_gemm, _interpolate, _pool,
-                      _reduce, _winograd)
+from fastconv import (_activation, _autotune, _batchnorm, _conv_direct, _conv_gemm, _interpolate,
+                      _pool, _reduce, _winograd)
 from fastconv._checks import (check_activation, check_adaptive_pool2d, check_batch_norm,
                               check_bias, check_conv2d, check_conv_transpose2d,
-                              check_divisor_override, check_grad_output,
-                              check_interpolate, check_pool2d, check_rank, check_switches,
+                              check_divisor_override, check_grad_output, check_interpolate,
+                              check_pool2d, check_rank, check_same_shape, check_switches,
                               check_unpool2d, check_unpool2d_backward, float_arrays, shape_tuple)
 from fastconv._autotune import winograd_applies
 from fastconv._threads import get_num_threads, kernel_threads, single_threaded_blas
@@ -59,8 +59,10 @@ def _conv_algorithm(fn, algo, input, weight, geometry, output_mask, run):
                             input, weight, geometry, run)
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
-    """2-D convolution (cross-correlation) over a batch of images, as torch.nn.functional.conv2d.
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto",
+           activation=None):
+    """2-D convolution (cross-correlation) over a batch of images, as torch.nn.functional.conv2d,
+    optionally followed by a ReLU.
 
     Parameters
     ----------
@@ -82,6 +84,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         (depthwise layers direct; Winograd's layers with C_in and C_out both at least
         16 winograd; the rest im2col), or by timing once per signature after
         fastconv.set_conv_autotune(True); fastconv.conv_algorithms() reports each choice.
+    activation : None or "relu"
+        "relu" returns max(conv + bias, 0), bitwise what relu(conv2d(...)) gives (NaN
+        propagates), applied by every algorithm to each block of the output while it is
+        still in cache instead of in a second pass over the whole output.
 
     Returns
     -------
@@ -93,9 +99,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
     geometry = check_conv2d("conv2d", input, weight, stride, padding, dilation, groups)
     check_bias("conv2d", bias, weight.shape[0])
+    relu = check_activation("conv2d", activation)
     algo = _conv_algorithm("conv2d", algo, input, weight, geometry, None,
                            lambda candidate: conv2d(input, weight, bias, stride, padding,
-                                                    dilation, groups, algo=candidate))
+                                                    dilation, groups, algo=candidate,
+                                                    activation=activation))
     batch = input.shape[0]
     output = np.empty((batch, weight.shape[0], geometry.out_h, geometry.out_w), input.dtype)
     if algo == "direct":
@@ -103,13 +111,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         padded_h, padded_w = _padded_extent(weight, geometry)
         scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
                                        + geometry.out_h * padded_w), input.dtype)
-        _conv_direct.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
+        _conv_direct.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
                                     scratch, openmp_threads)
         return output
     if algo == "winograd":
-        _winograd_conv(input, weight, bias, geometry.pad_h, geometry.pad_w, False, output)
+        _winograd_conv(input, weight, bias, relu, geometry.pad_h, geometry.pad_w, False, output)
         return output
-    _gemm_forward(input, weight, bias, geometry, output)
+    _gemm_forward(input, weight, bias, relu, geometry, output)
     return output
 
 
@@ -169,8 +177,8 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         # The input gradient is the Winograd convolution of grad_output padded by
         # 2 - padding; a larger padding would make that negative, so im2col takes it.
         if algo == "winograd" and max(geometry.pad_h, geometry.pad_w) <= 2:
-            _winograd_conv(grad_output, weight, None, 2 - geometry.pad_h, 2 - geometry.pad_w,
-                           True, grad_input)
+            _winograd_conv(grad_output, weight, None, False, 2 - geometry.pad_h,
+                           2 - geometry.pad_w, True, grad_input)
         else:
             _gemm_input_gradient(grad_output, weight, geometry, grad_input)
     if want_weight:
@@ -247,21 +255,22 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     grad_bias = _bias_gradient(grad_output) if want_bias else None
     if want_input:
         grad_input = np.empty_like(input)
-        _gemm_forward(grad_output, weight, None, geometry, grad_input)
+        _gemm_forward(grad_output, weight, None, False, geometry, grad_input)
     if want_weight:
         grad_weight = np.zeros_like(weight)
         _gemm_weight_gradient(input, grad_output, weight, geometry, grad_weight)
     return grad_input, grad_weight, grad_bias
 
 
-def _gemm_forward(input, weight, bias, geometry, output):
-    """output <- conv2d(input, weight) + bias: im2col and a GEMM per block of images."""
+def _gemm_forward(input, weight, bias, relu, geometry, output):
+    """output <- conv2d(input, weight) + bias, rectified if relu: im2col and a GEMM per
+    block of images."""
     per_gemm = _images_per_gemm(input.shape[0], geometry)
     openmp_threads = kernel_threads(-(-input.shape[0] // per_gemm))
     scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
                         input.dtype)
     with single_threaded_blas():
-        _conv_gemm.conv2d_forward(input, weight, bias, output, *geometry.kernel_args(),
+        _conv_gemm.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
                                   per_gemm, scratch, openmp_threads)
 
 
@@ -297,9 +306,9 @@ def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
                          get_num_threads())
 
 
-def _winograd_conv(input, weight, bias, pad_h, pad_w, adjoint, output):
+def _winograd_conv(input, weight, bias, relu, pad_h, pad_w, adjoint, output):
     """output <- the Winograd F(WINOGRAD_TILE x WINOGRAD_TILE, 3x3) convolution of input
-    with weight, + bias.
+    with weight, + bias, rectified if relu.
 
     adjoint=True convolves with the kernel of the input gradient instead (weight rotated
     by 180 degrees, channels transposed): input is then grad_output and output grad_input.
@@ -315,7 +324,7 @@ def _winograd_conv(input, weight, bias, pad_h, pad_w, adjoint, output):
     scratch = workspace("winograd", (openmp_threads, _winograd.workspace_size(
         in_channels, out_channels, out_h, out_w, per_block, tile)), input.dtype)
     with single_threaded_blas():
-        _winograd.conv2d_forward(input, transformed, bias, output, pad_h, pad_w, tile,
+        _winograd.conv2d_forward(input, transformed, bias, relu, output, pad_h, pad_w, tile,
                                  per_block, scratch, openmp_threads)
 
 
@@ -666,6 +675,67 @@ def interpolate_backward(grad_output, input_shape, size=None, scale_factor=None,
     else:
         _interpolate.bilinear_backward(grad_output, grad_input, geometry.align_corners,
                                        geometry.scale_h, geometry.scale_w, threads)
+    return grad_input
+
+
+# --- activations -----------------------------------------------------------------------
+
+def _chunk_threads(size):
+    """OpenMP threads for an element-wise kernel over size elements."""
+    return kernel_threads(_activation.chunk_count(size))
+
+
+def relu(input, inplace=False):
+    """max(input, 0) element-wise, as torch.nn.functional.relu.
+
+    Parameters
+    ----------
+    input : ndarray of any shape, float32 or float64
+    inplace : bool
+        Write the result into input, which must be a writeable ndarray, and return it.
+
+    Returns
+    -------
+    output : ndarray of input's shape, bitwise np.maximum(input, 0): NaN propagates and
+        -0.0 becomes +0.0.
+    """
+    fn = "relu"
+    array = float_arrays(fn, input=input)["input"]
+    if inplace:
+        if not isinstance(input, np.ndarray):
+            raise TypeError(f"{fn}: inplace=True needs an ndarray input, got "
+                            f"{type(input).__name__}")
+        if not input.flags.writeable:
+            raise ValueError(f"{fn}: inplace=True needs a writeable input, got a read-only "
+                             f"array of shape {input.shape}")
+    output = array if inplace else np.empty(array.shape, array.dtype)
+    _activation.relu_forward(array.reshape(-1), output.reshape(-1), _chunk_threads(array.size))
+    if inplace and output is not input:
+        # The kernel worked on a contiguous copy of a strided input.
+        np.copyto(input, output)
+        return input
+    return output
+
+
+def relu_backward(grad_output, output):
+    """Gradient of relu with respect to its input, given relu's output.
+
+    Parameters
+    ----------
+    grad_output, output : ndarrays of one shape and dtype
+
+    Returns
+    -------
+    grad_input : ndarray, bitwise grad_output * (output > 0): a product, so an infinite
+        or NaN gradient where the output is not positive gives NaN, not 0.
+    """
+    fn = "relu_backward"
+    arrays = float_arrays(fn, grad_output=grad_output, output=output)
+    grad_output, output = arrays["grad_output"], arrays["output"]
+    check_same_shape(fn, "grad_output", grad_output, "output", output)
+    grad_input = np.empty(output.shape, output.dtype)
+    _activation.relu_backward(grad_output.reshape(-1), output.reshape(-1),
+                              grad_input.reshape(-1), _chunk_threads(output.size))
     return grad_input
 
 

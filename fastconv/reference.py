@@ -4,10 +4,11 @@ Written for clarity, vectorised where that stays readable. Never imported by the
 """
 import numpy as np
 
-from fastconv._checks import (check_adaptive_pool2d, check_bias, check_conv2d,
+from fastconv._checks import (check_activation, check_adaptive_pool2d, check_bias, check_conv2d,
                               check_conv_transpose2d, check_divisor_override, check_grad_output,
-                              check_interpolate, check_pool2d, check_rank, check_switches,
-                              check_unpool2d, check_unpool2d_backward, float_arrays, shape_tuple)
+                              check_interpolate, check_pool2d, check_rank, check_same_shape,
+                              check_switches, check_unpool2d, check_unpool2d_backward,
+                              float_arrays, shape_tuple)
 
 
 def _padded(input, geometry, kernel_h, kernel_w):
@@ -32,12 +33,15 @@ def _grouped(array, groups):
     return array.reshape(array.shape[0], groups, array.shape[1] // groups, *array.shape[2:])
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """Reference torch.nn.functional.conv2d: one einsum per kernel tap."""
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           activation=None):
+    """Reference torch.nn.functional.conv2d: one einsum per kernel tap; activation="relu"
+    then applies relu."""
     arrays = float_arrays("conv2d", input=input, weight=weight, bias=bias)
     input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
     g = check_conv2d("conv2d", input, weight, stride, padding, dilation, groups)
     check_bias("conv2d", bias, weight.shape[0])
+    check_activation("conv2d", activation)
     out_channels, _, kernel_h, kernel_w = weight.shape
     padded = _padded(input, g, kernel_h, kernel_w)
     weight_grouped = weight.reshape(groups, out_channels // groups, *weight.shape[1:])
@@ -50,6 +54,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     output = output.reshape(input.shape[0], out_channels, g.out_h, g.out_w)
     if bias is not None:
         output += bias[None, :, None, None]
+    if activation == "relu":
+        output = relu(output)
     return output
 
 
@@ -79,6 +85,19 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     grad_bias = grad_output.sum(axis=(0, 2, 3))
     results = (np.ascontiguousarray(grad_input), grad_weight, grad_bias)
     return tuple(r if m else None for r, m in zip(results, output_mask))
+
+
+def relu(input):
+    """Reference torch.nn.functional.relu."""
+    return np.maximum(float_arrays("relu", input=input)["input"], 0)
+
+
+def relu_backward(grad_output, output):
+    """Reference gradient of relu, given its output."""
+    arrays = float_arrays("relu_backward", grad_output=grad_output, output=output)
+    check_same_shape("relu_backward", "grad_output", arrays["grad_output"], "output",
+                     arrays["output"])
+    return arrays["grad_output"] * (arrays["output"] > 0)
 
 
 def _transpose_taps(geometry, size, kernel_h, kernel_w):

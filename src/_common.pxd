@@ -27,6 +27,24 @@ cdef inline double total(const floating* a, Py_ssize_t n) noexcept nogil:
         return fastconv_sum_double(a, n)
 
 
+cdef inline floating rectify(floating x) noexcept nogil:
+    """max(x, 0) as np.maximum(x, 0) computes it: x <= 0 is false for NaN, so NaN passes
+    through, and -0.0 becomes +0.0."""
+    return 0 if x <= 0 else x
+
+
+cdef inline floating activate(floating x, bint relu) noexcept nogil:
+    """The convolution epilogue's activation: rectify(x) with relu, else x."""
+    return rectify(x) if relu else x
+
+
+cdef inline void rectify_run(floating* values, Py_ssize_t n) noexcept nogil:
+    """values[i] <- rectify(values[i]) for i < n."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        values[i] = rectify(values[i])
+
+
 cdef inline Py_ssize_t floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     """Floor division for b > 0 (C division truncates toward zero)."""
     cdef Py_ssize_t q = a // b

@@ -14,7 +14,7 @@ padded_h = (out_h - 1) * stride_h + dilation_h * (kH - 1) + 1 and likewise padde
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memset, memcpy
-from _common cimport floating, clamp, dot, pad_plane
+from _common cimport floating, clamp, dot, pad_plane, rectify_run
 
 
 cdef inline void unpad_add(const floating* padded, Py_ssize_t padded_h, Py_ssize_t padded_w,
@@ -38,13 +38,14 @@ cdef inline void pitch_plane(const floating* plane, Py_ssize_t rows, Py_ssize_t 
 
 
 def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, ::1] weight,
-                   const floating[::1] bias, floating[:, :, :, ::1] output,
+                   const floating[::1] bias, bint relu, floating[:, :, :, ::1] output,
                    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
                    Py_ssize_t dilation_h, Py_ssize_t dilation_w, Py_ssize_t groups,
                    floating[:, ::1] workspace, int n_threads):
-    """output <- conv2d(input, weight) + bias (bias may be None).
+    """output <- conv2d(input, weight) + bias (bias may be None), rectified with relu.
 
-    A thread owns one (image, group) at a time. workspace: one row per thread of
+    A thread owns one (image, group) at a time, and rectifies each output plane as soon
+    as it is complete, while it is still in cache. workspace: one row per thread of
     C_in / groups * padded_h * padded_w + out_h * padded_w elements.
     """
     cdef Py_ssize_t batch = input.shape[0], height = input.shape[2], width = input.shape[3]
@@ -88,20 +89,22 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, :
                     for oh in range(out_h):
                         memcpy(&output[n, co, oh, 0], pitched + oh * padded_w,
                                out_w * sizeof(floating))
-                    continue
-                for q in range(out_h * out_w):
-                    (&output[n, co, 0, 0])[q] = start
-                for ci in range(group_in):
-                    for i in range(kernel_h):
-                        for j in range(kernel_w):
-                            tap = weight[co, ci, i, j]
-                            for oh in range(out_h):
-                                out_row = &output[n, co, oh, 0]
-                                source = (padded + ci * plane_size
-                                          + (oh * stride_h + i * dilation_h) * padded_w
-                                          + j * dilation_w)
-                                for ow in range(out_w):
-                                    out_row[ow] += tap * source[ow * stride_w]
+                else:
+                    for q in range(out_h * out_w):
+                        (&output[n, co, 0, 0])[q] = start
+                    for ci in range(group_in):
+                        for i in range(kernel_h):
+                            for j in range(kernel_w):
+                                tap = weight[co, ci, i, j]
+                                for oh in range(out_h):
+                                    out_row = &output[n, co, oh, 0]
+                                    source = (padded + ci * plane_size
+                                              + (oh * stride_h + i * dilation_h) * padded_w
+                                              + j * dilation_w)
+                                    for ow in range(out_w):
+                                        out_row[ow] += tap * source[ow * stride_w]
+                if relu:
+                    rectify_run(&output[n, co, 0, 0], out_h * out_w)
 
 
 def conv2d_backward_input(const floating[:, :, :, ::1] grad_output,

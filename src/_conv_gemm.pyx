@@ -13,7 +13,7 @@ output (N, C_out, out_h, out_w). workspace has one row per thread of
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy
-from _common cimport floating, gemm
+from _common cimport floating, gemm, rectify_run
 from _im2col cimport im2col_image, col2im_image
 
 
@@ -39,11 +39,15 @@ cdef inline void gather_planes(const floating* first, Py_ssize_t image_stride,
 
 
 def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, ::1] weight,
-                   const floating[::1] bias, floating[:, :, :, ::1] output,
+                   const floating[::1] bias, bint relu, floating[:, :, :, ::1] output,
                    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
                    Py_ssize_t dilation_h, Py_ssize_t dilation_w, Py_ssize_t groups,
                    Py_ssize_t per_gemm, floating[:, ::1] workspace, int n_threads):
-    """output <- conv2d(input, weight) + bias (bias may be None)."""
+    """output <- conv2d(input, weight) + bias (bias may be None), rectified with relu.
+
+    Bias and ReLU go onto each output plane right after its block's GEMM, while it is
+    still in cache, rather than in another pass over the whole output.
+    """
     cdef Py_ssize_t batch = input.shape[0], height = input.shape[2], width = input.shape[3]
     cdef Py_ssize_t out_channels = weight.shape[0], group_in = weight.shape[1]
     cdef Py_ssize_t kernel_h = weight.shape[2], kernel_w = weight.shape[3]
@@ -91,6 +95,8 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, :
                         if has_bias:
                             for p in range(pixels):
                                 out_plane[p] += bias[g * group_out + c]
+                        if relu:
+                            rectify_run(out_plane, pixels)
 
 
 def conv2d_backward_input(const floating[:, :, :, ::1] grad_output,

@@ -55,7 +55,7 @@ round_up rounds up to a multiple of LANES. See workspace_size for the scratch bu
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memset
-from _common cimport floating, gemm
+from _common cimport floating, activate, gemm
 
 cdef enum:
     # Transform points per tile: the 4x4 elements of a transformed F(2x2, 3x3) tile, the
@@ -186,10 +186,11 @@ cdef inline void input_tiles(const floating* image, Py_ssize_t channels, Py_ssiz
 
 cdef inline void output_tiles(const floating* products, Py_ssize_t channels,
                               Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t row_pitch,
-                              Py_ssize_t point_pitch, const floating* bias, Py_ssize_t out_h,
-                              Py_ssize_t out_w, floating* image) noexcept nogil:
-    """image[c] <- A^T m A (+ bias[c]) of every tile, with m[p] = products[p * point_pitch +
-    t * row_pitch + c]; the last row and column of tiles are cropped to out_h x out_w."""
+                              Py_ssize_t point_pitch, const floating* bias, bint relu,
+                              Py_ssize_t out_h, Py_ssize_t out_w, floating* image) noexcept nogil:
+    """image[c] <- A^T m A (+ bias[c]) of every tile, rectified with relu, with m[p] =
+    products[p * point_pitch + t * row_pitch + c]; the last row and column of tiles are
+    cropped to out_h x out_w."""
     cdef Py_ssize_t plane_size = out_h * out_w
     cdef Py_ssize_t group, first, count, th, tw, oh, ow, k, l
     cdef const floating* m
@@ -213,8 +214,10 @@ cdef inline void output_tiles(const floating* products, Py_ssize_t channels,
                                       - m[(12 + k) * point_pitch + l])
                 for k in range(2):  # (A^T m) A: row k
                     for l in range(LANES):
-                        y[2 * k][l] = s[k][0][l] + s[k][1][l] + s[k][2][l] + shift[l]
-                        y[2 * k + 1][l] = s[k][1][l] - s[k][2][l] - s[k][3][l] + shift[l]
+                        y[2 * k][l] = activate(s[k][0][l] + s[k][1][l] + s[k][2][l] + shift[l],
+                                               relu)
+                        y[2 * k + 1][l] = activate(s[k][1][l] - s[k][2][l] - s[k][3][l]
+                                                   + shift[l], relu)
                 oh = 2 * th
                 ow = 2 * tw
                 out = image + first * plane_size + oh * out_w + ow
@@ -334,7 +337,7 @@ cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
 
 cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
                                   Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t row_pitch,
-                                  Py_ssize_t point_pitch, const floating* bias,
+                                  Py_ssize_t point_pitch, const floating* bias, bint relu,
                                   Py_ssize_t out_h, Py_ssize_t out_w,
                                   floating* image) noexcept nogil:
     """output_tiles for F(4x4, 3x3): A^T m A (A^T 4x6) of 36-point tiles into 4x4 tiles."""
@@ -367,7 +370,8 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
                     out = image + (first + l) * plane_size
                     for i in range(min(4, out_h - oh)):
                         for j in range(min(4, out_w - ow)):
-                            out[(oh + i) * out_w + ow + j] = y[i][j][l] + shift[l]
+                            out[(oh + i) * out_w + ow + j] = activate(y[i][j][l] + shift[l],
+                                                                      relu)
 
 
 cdef inline void gradient_tiles(const floating* gradient, Py_ssize_t channels,
@@ -468,12 +472,13 @@ def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] tr
 
 
 def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1] transformed_weight,
-                   const floating[::1] bias, floating[:, :, :, ::1] output, Py_ssize_t pad_h,
-                   Py_ssize_t pad_w, Py_ssize_t tile, Py_ssize_t per_block,
+                   const floating[::1] bias, bint relu, floating[:, :, :, ::1] output,
+                   Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t tile, Py_ssize_t per_block,
                    floating[:, ::1] workspace, int n_threads):
-    """output <- conv2d(input, weight) + bias (bias may be None) by F(tile x tile, 3x3)
-    (tile 2 or 4), with weight given as transform_weight's transform for that tile;
-    workspace rows of workspace_size(...) elements."""
+    """output <- conv2d(input, weight) + bias (bias may be None), rectified with relu, by
+    F(tile x tile, 3x3) (tile 2 or 4), with weight given as transform_weight's transform
+    for that tile; workspace rows of workspace_size(...) elements. Bias and ReLU go onto
+    each tile as it is transformed back."""
     cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
     cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
     cdef Py_ssize_t out_channels = output.shape[1], out_h = output.shape[2]
@@ -517,11 +522,11 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1]
                 if tile == 4:
                     output_tiles_4x4(products + b * tiles * points * out_pitch, out_channels,
                                      tiles_h, tiles_w, points * out_pitch, out_pitch, bias_data,
-                                     out_h, out_w, &output[first + b, 0, 0, 0])
+                                     relu, out_h, out_w, &output[first + b, 0, 0, 0])
                 else:
                     output_tiles(products + b * tiles * points * out_pitch, out_channels,
                                  tiles_h, tiles_w, points * out_pitch, out_pitch, bias_data,
-                                 out_h, out_w, &output[first + b, 0, 0, 0])
+                                 relu, out_h, out_w, &output[first + b, 0, 0, 0])
 
 
 def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,

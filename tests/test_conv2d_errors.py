@@ -182,6 +182,9 @@ CASES = [
     ("algo-unknown", dict(algo="fft"), ValueError, r"algo .*'fft'"),
     ("algo-capitalised", dict(algo="Direct"), ValueError, r"algo"),
     ("algo-None", dict(algo=None), ValueError, r"algo"),
+    # activation
+    ("activation-unknown", dict(activation="gelu"), ValueError, r"activation .*'gelu'",
+     ["conv2d"]),
 ]
 
 PARAMS = [
@@ -226,8 +229,9 @@ def test_signatures_follow_torch():
     assert [(name, p.default) for name, p in forward.items()] == [
         ("input", inspect.Parameter.empty), ("weight", inspect.Parameter.empty),
         ("bias", None), ("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1),
-        ("algo", "auto")]
+        ("algo", "auto"), ("activation", None)]
     assert forward["algo"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert forward["activation"].kind is inspect.Parameter.KEYWORD_ONLY
     backward = inspect.signature(F.conv2d_backward).parameters
     assert list(backward)[:7] == ["grad_output", "input", "weight", "stride", "padding",
                                   "dilation", "groups"]

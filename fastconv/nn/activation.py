@@ -9,6 +9,7 @@ import math
 import numpy as np
 from scipy.special import erf, expit
 
+from fastconv import functional as F
 from fastconv.nn.module import Module, _float_input
 
 
@@ -27,15 +28,15 @@ class ReLU(Module):
         self.inplace = inplace
 
     def forward(self, input):
-        x = _float_input("ReLU", input)
-        output = np.maximum(x, 0, out=x if self.inplace else None)
+        output = F.relu(_float_input("ReLU", input), inplace=self.inplace)
         self._save_for_backward(output)
         return output
 
     def backward(self, grad_output):
-        """grad_output where the output is positive, else 0."""
+        """grad_output where the output is positive, else 0 (times grad_output, so NaN
+        and inf gradients give NaN; see fastconv.functional.relu_backward)."""
         (output,) = self._saved_for_backward()
-        return grad_output * (output > 0)
+        return F.relu_backward(grad_output, output)
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""
