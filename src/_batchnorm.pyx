@@ -9,21 +9,21 @@ saves the ReLU layer's own two passes over the activations.
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from _common cimport floating, dot, total
+from _common cimport dot, floating, rectify, total
 
 
 def forward_train(const floating[:, :, ::1] input, const floating[::1] weight,
                   const floating[::1] bias, double eps, bint relu, floating[:, :, ::1] output,
                   double[::1] mean, double[::1] var, int n_threads):
     """output <- (input - mean) / sqrt(var + eps) * weight + bias with the batch statistics,
-    which come back in mean and var (biased); then max(output, 0) if relu (NaN stays NaN,
-    as np.maximum). weight and bias may be None."""
+    which come back in mean and var (biased); then rectify(output) if relu (as
+    np.maximum(output, 0)). weight and bias may be None."""
     cdef Py_ssize_t batch = input.shape[0], channels = input.shape[1], length = input.shape[2]
     cdef bint affine = weight is not None
     cdef double count = batch * length
     cdef Py_ssize_t c, n, i
     cdef double sum_x, sum_squares, mu, variance
-    cdef floating scale, shift, value
+    cdef floating scale, shift
     cdef const floating* row
     cdef floating* out_row
     with nogil:
@@ -47,8 +47,7 @@ def forward_train(const floating[:, :, ::1] input, const floating[::1] weight,
                 out_row = &output[n, c, 0]
                 if relu:
                     for i in range(length):
-                        value = row[i] * scale + shift
-                        out_row[i] = 0 if value < 0 else value
+                        out_row[i] = rectify(row[i] * scale + shift)
                 else:
                     for i in range(length):
                         out_row[i] = row[i] * scale + shift
@@ -88,7 +87,9 @@ def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] in
                     out_row = &grad_input[n, c, 0]
                     y_row = &relu_output[n, c, 0]
                     for i in range(length):
-                        out_row[i] = g_row[i] * (y_row[i] > 0)
+                        # A multiply, not a select, as nn.ReLU takes it (NaN stays NaN);
+                        # by a float, as a C comparison's int compiles to a slow loop.
+                        out_row[i] = g_row[i] * (<floating>1 if y_row[i] > 0 else <floating>0)
                     g_row = out_row
                 sum_g = sum_g + total(g_row, length)
                 sum_gx = sum_gx + dot(g_row, &input[n, c, 0], 1, length)
