@@ -91,7 +91,7 @@ def test_sequential_fuses_batch_norm_and_relu_like_the_composition(dtype):
     fused, plain = build(), build()
     x = rng.standard_normal((6, 3, 6, 6)).astype(dtype)
     out = fused(x)
-    assert fused._fused_relus == [2, 5]
+    assert fused._fused == [2, 5]
     grad = rng.standard_normal(out.shape).astype(dtype)
     grad_input = fused.backward(grad)
     expected_out, expected_grad = unfused_run(plain, x, grad)
@@ -108,4 +108,59 @@ def test_fused_batch_norm_relu_passes_gradcheck():
     fastconv.manual_seed(5)
     model = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU()).double()
     assert gradcheck(model, rng.standard_normal((4, 3, 3, 3)))
-    assert model._fused_relus == [1]
+    assert model._fused == [1]
+
+
+def conv_net(dtype, bias):
+    fastconv.manual_seed(7)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, stride=2, bias=bias), nn.ReLU(),
+                         nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(4 * 2 * 2, 3)).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_relu_fuses_in_training_exactly(dtype):
+    fused, plain = conv_net(dtype, True), conv_net(dtype, True)
+    x = rng.standard_normal((5, 3, 9, 9)).astype(dtype)
+    out = fused(x)
+    assert fused._fused == [2, 4]
+    grad = rng.standard_normal(out.shape).astype(dtype)
+    grad_input = fused.backward(grad)
+    expected_out, expected_grad = unfused_run(plain, x, grad)
+    tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(out, expected_out, **tolerance)
+    np.testing.assert_allclose(grad_input, expected_grad, **tolerance)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters()):
+        np.testing.assert_allclose(p.grad, q.grad, err_msg=name, **tolerance)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_eval_mode_folds_batch_norm_into_the_conv_before_it(dtype, bias):
+    fused, plain = conv_net(dtype, bias), conv_net(dtype, bias)
+    x = rng.standard_normal((5, 3, 9, 9)).astype(dtype)
+    for model in (fused, plain):  # running statistics away from their initial values
+        for _ in range(3):
+            model(x * 2 + 1)
+        model.eval()
+    out = fused(x)
+    assert fused._fused == [1, 2, 4, 6]
+    expected = x
+    for module in plain:
+        expected = module(expected)
+    tolerance = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(out, expected, **tolerance)
+
+
+def test_no_folding_into_a_conv_in_training_mode():
+    model = conv_net(np.float64, True)
+    model[1].eval()  # its weights are still being trained: folding would mix up the gradients
+    model(rng.standard_normal((2, 3, 9, 9)))
+    assert model._fused == [2, 4]  # the BatchNorm runs on its own, its ReLU fused into it
+
+
+def test_batch_norm_of_the_wrong_width_is_not_folded_and_raises_its_own_error():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(5)).eval()
+    with pytest.raises(ValueError, match="BatchNorm2d: expected input"):
+        model(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))

@@ -40,6 +40,14 @@ def _reset_conv_parameters(weight, bias):
         init.uniform_(bias, -bound, bound)
 
 
+def _fold_affine(weight, bias, scale, shift):
+    """The weight and bias of a convolution followed by y * scale + shift per output channel
+    (computed in float64): W' = W * scale, b' = b * scale + shift."""
+    folded = (weight * scale[:, None, None, None]).astype(weight.dtype)
+    bias = shift if bias is None else bias * scale + shift
+    return folded, bias.astype(weight.dtype)
+
+
 def _repr_args(pairs):
     """'name=value' for the arguments whose value differs from its default."""
     return "".join(f", {name}={value!r}" if isinstance(value, str) else f", {name}={value}"
@@ -106,15 +114,28 @@ class Conv2d(Module):
     def _geometry(self):
         return self.stride, self.padding, self.dilation, self.groups
 
-    def forward(self, input):
+    fuses_relu = True
+    folds_affine = True
+
+    def forward(self, input, *, relu=False, affine=None):
+        """relu=True applies max(., 0) to the output while the kernel writes it (a
+        following ReLU fused by Sequential). affine=(scale, shift) per output channel
+        (an eval-mode BatchNorm2d folded by Sequential) computes output * scale + shift
+        with the weight and bias scaled instead; eval mode only."""
+        weight = self.weight.data
         bias = None if self.bias is None else self.bias.data
-        output = F.conv2d(input, self.weight.data, bias, *self._geometry(), algo=self.algo)
-        self._save_for_backward(input)
+        if affine is not None:
+            weight, bias = _fold_affine(weight, bias, *affine)
+        output = F.conv2d(input, weight, bias, *self._geometry(), algo=self.algo,
+                          activation="relu" if relu else None)
+        self._save_for_backward(input, output if relu else None)
         return output
 
     def backward(self, grad_output):
         """Gradient w.r.t. the input; accumulates weight (and bias) gradients."""
-        (input,) = self._saved_for_backward()
+        input, relu_output = self._saved_for_backward()
+        if relu_output is not None:
+            grad_output = F.relu_backward(grad_output, relu_output)
         grad_input, grad_weight, grad_bias = F.conv2d_backward(
             grad_output, input, self.weight.data, *self._geometry(), algo=self.algo,
             output_mask=(True, True, self.bias is not None))

@@ -1,33 +1,21 @@
 """Folding eval-mode BatchNorm2d into the Conv2d before it, for faster inference."""
 import copy
 
-import numpy as np
-
-from fastconv.nn.conv import Conv2d
+from fastconv.nn.conv import Conv2d, _fold_affine
 from fastconv.nn.linear import Identity
 from fastconv.nn.module import Parameter, Sequential
-from fastconv.nn.norm import BatchNorm2d
-
-
-def _foldable(conv, norm):
-    return (isinstance(conv, Conv2d) and isinstance(norm, BatchNorm2d) and not norm.training
-            and norm.track_running_stats and norm.num_features == conv.out_channels)
 
 
 def _fold(conv, norm):
-    """Make conv compute norm(conv(x)): W' = W * s, b' = (b - running_mean) * s + beta,
-    with s = gamma / sqrt(running_var + eps), per output channel."""
-    dtype = conv.weight.dtype
-    scale = 1 / np.sqrt(norm.running_var.astype(np.float64) + norm.eps)
-    shift = -norm.running_mean.astype(np.float64)
-    if norm.affine:
-        scale = scale * norm.weight.data
-    bias = np.zeros(conv.out_channels) if conv.bias is None else conv.bias.data.astype(np.float64)
-    bias = (bias + shift) * scale
-    if norm.affine:
-        bias = bias + norm.bias.data
-    conv.weight.data = (conv.weight.data * scale[:, None, None, None]).astype(dtype)
-    conv.bias = Parameter(bias.astype(dtype))
+    """Make conv compute norm(conv(x)), if norm is an eval-mode BatchNorm2d over its output."""
+    affine = norm._eval_affine(conv.out_channels) if isinstance(conv, Conv2d) else None
+    if affine is None:
+        return False
+    weight, bias = _fold_affine(conv.weight.data, None if conv.bias is None else conv.bias.data,
+                                *affine)
+    conv.weight.data = weight
+    conv.bias = Parameter(bias)
+    return True
 
 
 def fuse_conv_bn(model):
@@ -54,9 +42,7 @@ def fuse_conv_bn(model):
             continue
         names = list(module._modules)
         for first, second in zip(names, names[1:]):
-            conv, norm = module._modules[first], module._modules[second]
-            if _foldable(conv, norm):
-                _fold(conv, norm)
+            if _fold(module._modules[first], module._modules[second]):
                 setattr(module, second, Identity())
     return fused
 

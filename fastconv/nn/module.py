@@ -156,6 +156,15 @@ class Module:
     # backward then takes the gradient through it: Sequential hands such a module the work
     # of a ReLU that follows it.
     fuses_relu = False
+    # Whether forward(x, affine=(scale, shift)) also computes output * scale + shift per
+    # output channel, folded into its weights (eval mode only): Sequential folds a
+    # following module whose _eval_affine() says it is such a map into it.
+    folds_affine = False
+
+    def _eval_affine(self, channels):
+        """(scale, shift), float64 arrays of shape (channels,), if this module maps
+        (N, channels, H, W) input to input * scale + shift per channel now; else None."""
+        return None
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
@@ -418,28 +427,33 @@ class Sequential(Module):
         return items[index][1]
 
     def forward(self, x):
-        """The modules in order; a ReLU right after a module that fuses_relu is applied by
-        that module, in the same pass over its output."""
+        """The modules in order, with two fusions that save whole passes over the
+        activations: an eval-mode per-channel affine map (BatchNorm2d) after a module that
+        folds_affine is folded into its weights, and a ReLU right after a module that
+        fuses_relu is applied by that module while it writes its output."""
         from fastconv.nn.activation import ReLU  # activation imports this module
         modules = list(self._modules.values())
         fused = []
         index = 0
         while index < len(modules):
-            module = modules[index]
-            if (module.fuses_relu and index + 1 < len(modules)
-                    and type(modules[index + 1]) is ReLU):
-                x = module(x, relu=True)
-                fused.append(index + 1)
-                index += 2
-            else:
-                x = module(x)
-                index += 1
-        object.__setattr__(self, "_fused_relus", fused)
+            module, options, taken = modules[index], {}, 1
+            if module.folds_affine and not module.training and index + 1 < len(modules):
+                affine = modules[index + 1]._eval_affine(module.out_channels)
+                if affine is not None:
+                    options["affine"], taken = affine, 2
+            if (module.fuses_relu and index + taken < len(modules)
+                    and type(modules[index + taken]) is ReLU):
+                options["relu"] = True
+                taken += 1
+            x = module(x, **options)
+            fused += range(index + 1, index + taken)
+            index += taken
+        object.__setattr__(self, "_fused", fused)
         return x
 
     def backward(self, grad_output):
         modules = list(self._modules.values())
-        fused = self.__dict__.get("_fused_relus", ())
+        fused = self.__dict__.get("_fused", ())
         for index in reversed(range(len(modules))):
             if index not in fused:
                 grad_output = modules[index].backward(grad_output)

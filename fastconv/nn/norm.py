@@ -161,6 +161,19 @@ class BatchNorm2d(_BatchNorm):
     _ranks = (4,)
     _input_layout = "(N, C, H, W)"
 
+    def _eval_affine(self, channels):
+        """In eval mode with running statistics, x * scale + shift with scale = gamma /
+        sqrt(running_var + eps), shift = beta - running_mean * scale (float64)."""
+        if self.training or not self.track_running_stats or channels != self.num_features:
+            return None
+        scale = 1 / np.sqrt(self.running_var.astype(np.float64) + self.eps)
+        if self.affine:
+            scale = scale * self.weight.data
+        shift = -self.running_mean * scale
+        if self.affine:
+            shift = shift + self.bias.data
+        return scale, shift
+
 
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation per feature, as torch.nn.BatchNorm1d; arguments as BatchNorm2d.
