@@ -27,10 +27,10 @@ row and calls a single-threaded BLAS, so results do not depend on the thread cou
 
 The input gradient is the same computation run on grad_output, with the 180-degree
 rotated, channel-transposed kernel (transform_weight with adjoint=True) and padding
-2 - pad. The weight gradient (F(2x2) only) is the adjoint of the forward pass: with
-grad_output's tiles through Z = A y A^T, the gradient of U[p] is V[p]^T Z[p] summed
-over tiles (16 GEMMs per block, over fixed chunks of the batch), and G^T (that sum) G
-gives the kernel's.
+2 - pad. The weight gradient is the adjoint of the forward pass: with grad_output's
+tiles through Z = A y A^T, the gradient of U[p] is V[p]^T Z[p] summed over tiles (one
+GEMM per point per block, over fixed chunks of the batch), and G^T (that sum) G gives
+the kernel's.
 
 Measured (float32, batch 64, padding 1, one thread, medians of 7 interleaved runs on a
 shared 2-core machine, so +-10%; milliseconds; im2col / F(2x2) / F(4x4) for the
@@ -302,6 +302,24 @@ cdef inline void at6(const floating* m, Py_ssize_t stride, floating* o,
         o[3 * out_stride + l] = m1 - m2 + 8 * (m3 - m4) + m5
 
 
+cdef inline void a6(const floating* y, Py_ssize_t stride, floating* o,
+                    Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride + l] = (A y)[i] (A 6x4, the adjoint of at6) for LANES lanes, y[j] at
+    y[j * stride + l]."""
+    cdef Py_ssize_t l
+    cdef floating y0, y1, y2, y3
+    for l in range(LANES):
+        y0 = y[l]
+        y1 = y[stride + l]
+        y2 = y[2 * stride + l]
+        y3 = y[3 * stride + l]
+        o[l] = y0
+        o[out_stride + l] = y0 + y1 + y2 + y3
+        o[2 * out_stride + l] = y0 - y1 + y2 - y3
+        o[3 * out_stride + l] = y0 + 2 * y1 + 4 * y2 + 8 * y3
+        o[4 * out_stride + l] = y0 - 2 * y1 + 4 * y2 - 8 * y3
+        o[5 * out_stride + l] = y3
+
 cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
                                  Py_ssize_t height, Py_ssize_t width, Py_ssize_t pad_h,
                                  Py_ssize_t pad_w, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
@@ -408,31 +426,82 @@ cdef inline void gradient_tiles(const floating* gradient, Py_ssize_t channels,
                         q[k * point_pitch + l] = z[k][l]
 
 
-cdef inline void inverse_kernel_transform(const double* u, floating* g) noexcept nogil:
-    """g (3x3, row-major) += G^T u G for u (4x4, row-major): the adjoint of kernel_transform."""
+cdef inline void gradient_tiles_4x4(const floating* gradient, Py_ssize_t channels,
+                                    Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t tiles_h,
+                                    Py_ssize_t tiles_w, floating* padded, floating* tiles,
+                                    Py_ssize_t row_pitch, Py_ssize_t point_pitch) noexcept nogil:
+    """gradient_tiles for F(4x4, 3x3): A y A^T (A 6x4) of 4x4 tiles into 36-point tiles,
+    the adjoint of output_tiles_4x4."""
+    cdef Py_ssize_t pixel = LANES, line = 4 * tiles_w * LANES
+    cdef Py_ssize_t group, first, th, tw, k, l
+    cdef const floating* y
+    cdef floating* q
+    cdef floating r[6][4][LANES]
+    cdef floating z[POINTS_4X4][LANES]
+    for group in range((channels + LANES - 1) // LANES):
+        first = group * LANES
+        interleave_planes(gradient + first * out_h * out_w, min(LANES, channels - first), out_h,
+                          out_w, 0, 0, 4 * tiles_h, 4 * tiles_w, padded)
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                y = padded + 4 * th * line + 4 * tw * pixel
+                for k in range(4):
+                    a6(y + k * pixel, line, &r[0][k][0], 4 * LANES)
+                for k in range(6):
+                    a6(&r[k][0][0], LANES, &z[6 * k][0], LANES)
+                q = tiles + (th * tiles_w + tw) * row_pitch + first
+                for k in range(POINTS_4X4):
+                    for l in range(LANES):
+                        q[k * point_pitch + l] = z[k][l]
+
+cdef inline void inverse_kernel_transform(const double* u, Py_ssize_t point_pitch,
+                                          floating* g) noexcept nogil:
+    """g (3x3, row-major) += G^T u G for u[p * point_pitch] (4x4, row-major): the adjoint of
+    kernel_transform."""
     cdef double rows[3][4]
+    cdef double u0, u1, u2, u3
     cdef Py_ssize_t i, j
     for j in range(4):
-        rows[0][j] = u[j] + 0.5 * (u[4 + j] + u[8 + j])
-        rows[1][j] = 0.5 * (u[4 + j] - u[8 + j])
-        rows[2][j] = 0.5 * (u[4 + j] + u[8 + j]) + u[12 + j]
+        u0 = u[j * point_pitch]
+        u1 = u[(4 + j) * point_pitch]
+        u2 = u[(8 + j) * point_pitch]
+        u3 = u[(12 + j) * point_pitch]
+        rows[0][j] = u0 + 0.5 * (u1 + u2)
+        rows[1][j] = 0.5 * (u1 - u2)
+        rows[2][j] = 0.5 * (u1 + u2) + u3
     for i in range(3):
         g[3 * i] += <floating>(rows[i][0] + 0.5 * (rows[i][1] + rows[i][2]))
         g[3 * i + 1] += <floating>(0.5 * (rows[i][1] - rows[i][2]))
         g[3 * i + 2] += <floating>(0.5 * (rows[i][1] + rows[i][2]) + rows[i][3])
 
 
-cdef inline void sum_and_invert(const floating* partials, Py_ssize_t n_chunks,
-                                Py_ssize_t chunk_pitch, Py_ssize_t point_pitch,
-                                floating* g) noexcept nogil:
-    """g += G^T u G with u[p] the sum over chunks k of partials[k * chunk_pitch + p * point_pitch]."""
-    cdef double u[POINTS]
-    cdef Py_ssize_t p, k
-    for p in range(POINTS):
-        u[p] = 0
-        for k in range(n_chunks):
-            u[p] += partials[k * chunk_pitch + p * point_pitch]
-    inverse_kernel_transform(u, g)
+cdef inline void inverse_kernel_transform_4x4(const double* u, Py_ssize_t point_pitch,
+                                              floating* g) noexcept nogil:
+    """g (3x3, row-major) += G^T u G (G 6x3) for u[p * point_pitch] (6x6, row-major): the
+    adjoint of kernel_transform_4x4."""
+    cdef double rows[3][6]
+    cdef double u0, u1, u2, u3, u4, u5
+    cdef Py_ssize_t i, j
+    for j in range(6):
+        u0 = u[j * point_pitch]
+        u1 = u[(6 + j) * point_pitch]
+        u2 = u[(12 + j) * point_pitch]
+        u3 = u[(18 + j) * point_pitch]
+        u4 = u[(24 + j) * point_pitch]
+        u5 = u[(30 + j) * point_pitch]
+        rows[0][j] = u0 / 4 - (u1 + u2) / 6 + (u3 + u4) / 24
+        rows[1][j] = (u2 - u1) / 6 + (u3 - u4) / 12
+        rows[2][j] = (u3 + u4 - u1 - u2) / 6 + u5
+    for i in range(3):
+        u0 = rows[i][0]
+        u1 = rows[i][1]
+        u2 = rows[i][2]
+        u3 = rows[i][3]
+        u4 = rows[i][4]
+        u5 = rows[i][5]
+        g[3 * i] += <floating>(u0 / 4 - (u1 + u2) / 6 + (u3 + u4) / 24)
+        g[3 * i + 1] += <floating>((u2 - u1) / 6 + (u3 - u4) / 12)
+        g[3 * i + 2] += <floating>((u3 + u4 - u1 - u2) / 6 + u5)
 
 
 def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed,
@@ -527,24 +596,26 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1]
 def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
                            const floating[:, :, :, ::1] input,
                            floating[:, :, :, ::1] transformed_partials, Py_ssize_t pad_h,
-                           Py_ssize_t pad_w, Py_ssize_t per_block, floating[:, ::1] workspace,
-                           int n_threads):
-    """transformed_partials[k] += the transformed weight gradient of chunk k of the batch.
+                           Py_ssize_t pad_w, Py_ssize_t tile, Py_ssize_t per_block,
+                           floating[:, ::1] workspace, int n_threads):
+    """transformed_partials[k] += the transformed weight gradient of chunk k of the batch,
+    by F(tile x tile, 3x3) (tile 2 or 4).
 
     The gradient of G g G^T at point p is the sum over tiles of V[p]^T Z[p], with Z the
-    grad_output tiles through gradient_tiles: 16 GEMMs per block of images, summed into
-    partials shaped (n_chunks, 16, C_in, round_up(C_out)), one per fixed chunk of
-    consecutive images, so the sums do not depend on the thread count. inverse_weight
-    turns them into the weight gradient.
+    grad_output tiles through gradient_tiles: one GEMM per point per block of images,
+    summed into partials shaped (n_chunks, points, C_in, round_up(C_out)), one per fixed
+    chunk of consecutive images, so the sums do not depend on the thread count.
+    inverse_weight turns them into the weight gradient.
     """
     cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
     cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
     cdef Py_ssize_t out_channels = grad_output.shape[1], out_h = grad_output.shape[2]
     cdef Py_ssize_t out_w = grad_output.shape[3]
     cdef Py_ssize_t in_pitch = lane_pitch(in_channels), out_pitch = lane_pitch(out_channels)
-    cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
+    cdef Py_ssize_t points = tile_points(tile)
+    cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
     cdef Py_ssize_t tiles = tiles_h * tiles_w
-    cdef Py_ssize_t padded_size = (2 * tiles_h + 2) * (2 * tiles_w + 2) * LANES
+    cdef Py_ssize_t padded_size = (tile * tiles_h + 2) * (tile * tiles_w + 2) * LANES
     cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
     cdef Py_ssize_t chunk, first, last, count, columns, b, p
     cdef floating* padded
@@ -559,35 +630,61 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
             while first < last:
                 count = min(per_block, last - first)
                 columns = count * tiles
-                transformed_gradient = transformed_input + columns * POINTS * in_pitch
+                transformed_gradient = transformed_input + columns * points * in_pitch
                 for b in range(count):
-                    input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width, pad_h,
-                                pad_w, tiles_h, tiles_w, padded,
-                                transformed_input + b * tiles * POINTS * in_pitch,
-                                POINTS * in_pitch, in_pitch)
-                    gradient_tiles(&grad_output[first + b, 0, 0, 0], out_channels, out_h, out_w,
-                                   tiles_h, tiles_w, padded,
-                                   transformed_gradient + b * tiles * POINTS * out_pitch,
-                                   POINTS * out_pitch, out_pitch)
-                for p in range(POINTS):
+                    if tile == 4:
+                        input_tiles_4x4(&input[first + b, 0, 0, 0], in_channels, height, width,
+                                        pad_h, pad_w, tiles_h, tiles_w, padded,
+                                        transformed_input + b * tiles * points * in_pitch,
+                                        points * in_pitch, in_pitch)
+                        gradient_tiles_4x4(&grad_output[first + b, 0, 0, 0], out_channels,
+                                           out_h, out_w, tiles_h, tiles_w, padded,
+                                           transformed_gradient + b * tiles * points * out_pitch,
+                                           points * out_pitch, out_pitch)
+                    else:
+                        input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width,
+                                    pad_h, pad_w, tiles_h, tiles_w, padded,
+                                    transformed_input + b * tiles * points * in_pitch,
+                                    points * in_pitch, in_pitch)
+                        gradient_tiles(&grad_output[first + b, 0, 0, 0], out_channels, out_h,
+                                       out_w, tiles_h, tiles_w, padded,
+                                       transformed_gradient + b * tiles * points * out_pitch,
+                                       points * out_pitch, out_pitch)
+                for p in range(points):
                     gemm(True, False, <int>in_channels, <int>out_pitch, <int>columns,
-                         <floating>1, transformed_input + p * in_pitch, <int>(POINTS * in_pitch),
-                         transformed_gradient + p * out_pitch, <int>(POINTS * out_pitch),
+                         <floating>1, transformed_input + p * in_pitch, <int>(points * in_pitch),
+                         transformed_gradient + p * out_pitch, <int>(points * out_pitch),
                          <floating>1, &transformed_partials[chunk, p, 0, 0], <int>out_pitch)
                 first = first + count
 
 
 def inverse_weight(const floating[:, :, :, ::1] transformed_partials,
-                   floating[:, :, :, ::1] grad_weight, int n_threads):
-    """grad_weight (C_out, C_in, 3, 3) += G^T u G, u the partials summed over chunks in
-    double, in a fixed order whatever the thread count."""
+                   floating[:, :, :, ::1] grad_weight, double[:, ::1] sums, int n_threads):
+    """grad_weight (C_out, C_in, 3, 3) += G^T u G, with u the partials (n_chunks, points,
+    C_in, round_up(C_out)) summed over chunks in double, in a fixed order whatever the
+    thread count, and G that of F(2x2, 3x3) (16 points) or F(4x4, 3x3) (36).
+
+    sums: a workspace row of points * round_up(C_out) doubles per thread, so that each
+    input channel's chunks are summed along contiguous rows before the strided inversion.
+    """
     cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
+    cdef Py_ssize_t points = transformed_partials.shape[1], pitch = transformed_partials.shape[3]
     cdef Py_ssize_t out_channels = grad_weight.shape[0], in_channels = grad_weight.shape[1]
-    cdef Py_ssize_t chunk_pitch = POINTS * transformed_partials.shape[2] * transformed_partials.shape[3]
-    cdef Py_ssize_t point_pitch = transformed_partials.shape[2] * transformed_partials.shape[3]
-    cdef Py_ssize_t i, o
+    cdef Py_ssize_t i, o, p, k
+    cdef double* u
+    cdef const floating* row
     with nogil:
         for i in prange(in_channels, num_threads=n_threads, schedule="static"):
+            u = &sums[threadid(), 0]
+            for p in range(points):
+                for o in range(out_channels):
+                    u[p * pitch + o] = 0
+                for k in range(n_chunks):
+                    row = &transformed_partials[k, p, i, 0]
+                    for o in range(out_channels):
+                        u[p * pitch + o] += row[o]
             for o in range(out_channels):
-                sum_and_invert(&transformed_partials[0, 0, i, o], n_chunks, chunk_pitch,
-                               point_pitch, &grad_weight[o, i, 0, 0])
+                if points == POINTS_4X4:
+                    inverse_kernel_transform_4x4(u + o, pitch, &grad_weight[o, i, 0, 0])
+                else:
+                    inverse_kernel_transform(u + o, pitch, &grad_weight[o, i, 0, 0])
