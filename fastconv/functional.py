@@ -329,6 +329,8 @@ def _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight)
     WINOGRAD_WEIGHT_TILE, 3x3), summed in the transformed domain over fixed chunks of the
     batch, then transformed back."""
     batch, in_channels = input.shape[:2]
+    if batch == 0:
+        return
     out_channels = weight.shape[0]
     tile = WINOGRAD_WEIGHT_TILE
     points = _winograd.transform_points(tile)
@@ -340,9 +342,8 @@ def _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight)
     scratch = workspace("winograd", (openmp_threads, _winograd.workspace_size(
         in_channels, out_channels, geometry.out_h, geometry.out_w, per_block, tile)),
         input.dtype)
-    partials = workspace("winograd_partials", (n_chunks, points, in_channels,
+    partials = workspace("winograd_partials", (in_channels, n_chunks, points,
                                                _winograd.round_up(out_channels)), input.dtype)
-    partials.fill(0)
     with single_threaded_blas():
         _winograd.conv2d_backward_weight(grad_output, input, partials, geometry.pad_h,
                                          geometry.pad_w, tile, per_block, scratch,

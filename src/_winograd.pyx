@@ -66,6 +66,10 @@ cdef enum:
     LANES = 8
 
 
+# G's constants of F(4x4, 3x3), as reciprocals.
+cdef double SIXTH = 1.0 / 6, TWELFTH = 1.0 / 12, TWENTY_FOURTH = 1.0 / 24
+
+
 cdef inline Py_ssize_t tile_points(Py_ssize_t tile) noexcept nogil:
     return (tile + 2) * (tile + 2)
 
@@ -478,7 +482,8 @@ cdef inline void inverse_kernel_transform(const double* u, Py_ssize_t point_pitc
 cdef inline void inverse_kernel_transform_4x4(const double* u, Py_ssize_t point_pitch,
                                               floating* g) noexcept nogil:
     """g (3x3, row-major) += G^T u G (G 6x3) for u[p * point_pitch] (6x6, row-major): the
-    adjoint of kernel_transform_4x4."""
+    adjoint of kernel_transform_4x4. Multiplies by reciprocals (within an ulp of dividing,
+    and divisions measured a quarter of the weight gradient on 8x8 images)."""
     cdef double rows[3][6]
     cdef double u0, u1, u2, u3, u4, u5
     cdef Py_ssize_t i, j
@@ -489,9 +494,9 @@ cdef inline void inverse_kernel_transform_4x4(const double* u, Py_ssize_t point_
         u3 = u[(18 + j) * point_pitch]
         u4 = u[(24 + j) * point_pitch]
         u5 = u[(30 + j) * point_pitch]
-        rows[0][j] = u0 / 4 - (u1 + u2) / 6 + (u3 + u4) / 24
-        rows[1][j] = (u2 - u1) / 6 + (u3 - u4) / 12
-        rows[2][j] = (u3 + u4 - u1 - u2) / 6 + u5
+        rows[0][j] = 0.25 * u0 - SIXTH * (u1 + u2) + TWENTY_FOURTH * (u3 + u4)
+        rows[1][j] = SIXTH * (u2 - u1) + TWELFTH * (u3 - u4)
+        rows[2][j] = SIXTH * (u3 + u4 - u1 - u2) + u5
     for i in range(3):
         u0 = rows[i][0]
         u1 = rows[i][1]
@@ -499,9 +504,9 @@ cdef inline void inverse_kernel_transform_4x4(const double* u, Py_ssize_t point_
         u3 = rows[i][3]
         u4 = rows[i][4]
         u5 = rows[i][5]
-        g[3 * i] += <floating>(u0 / 4 - (u1 + u2) / 6 + (u3 + u4) / 24)
-        g[3 * i + 1] += <floating>((u2 - u1) / 6 + (u3 - u4) / 12)
-        g[3 * i + 2] += <floating>((u3 + u4 - u1 - u2) / 6 + u5)
+        g[3 * i] += <floating>(0.25 * u0 - SIXTH * (u1 + u2) + TWENTY_FOURTH * (u3 + u4))
+        g[3 * i + 1] += <floating>(SIXTH * (u2 - u1) + TWELFTH * (u3 - u4))
+        g[3 * i + 2] += <floating>(SIXTH * (u3 + u4 - u1 - u2) + u5)
 
 
 def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed,
@@ -598,14 +603,15 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
                            floating[:, :, :, ::1] transformed_partials, Py_ssize_t pad_h,
                            Py_ssize_t pad_w, Py_ssize_t tile, Py_ssize_t per_block,
                            floating[:, ::1] workspace, int n_threads):
-    """transformed_partials[k] += the transformed weight gradient of chunk k of the batch,
-    by F(tile x tile, 3x3) (tile 2 or 4).
+    """transformed_partials[:, k] <- the transformed weight gradient of chunk k of the
+    batch, by F(tile x tile, 3x3) (tile 2 or 4); every chunk must hold an image.
 
     The gradient of G g G^T at point p is the sum over tiles of V[p]^T Z[p], with Z the
     grad_output tiles through gradient_tiles: one GEMM per point per block of images,
-    summed into partials shaped (n_chunks, points, C_in, round_up(C_out)), one per fixed
-    chunk of consecutive images, so the sums do not depend on the thread count.
-    inverse_weight turns them into the weight gradient.
+    summed into partials shaped (C_in, n_chunks, points, round_up(C_out)), one per fixed
+    chunk of consecutive images, so the sums do not depend on the thread count. Input
+    channel first, so that inverse_weight, which turns them into the weight gradient,
+    reads each channel's partials as one contiguous run.
     """
     cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
     cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
@@ -616,8 +622,9 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
     cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
     cdef Py_ssize_t tiles = tiles_h * tiles_w
     cdef Py_ssize_t padded_size = (tile * tiles_h + 2) * (tile * tiles_w + 2) * LANES
-    cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
-    cdef Py_ssize_t chunk, first, last, count, columns, b, p
+    cdef Py_ssize_t n_chunks = transformed_partials.shape[1]
+    cdef Py_ssize_t partial_pitch = n_chunks * points * out_pitch
+    cdef Py_ssize_t chunk, start, first, last, count, columns, b, p
     cdef floating* padded
     cdef floating* transformed_input
     cdef floating* transformed_gradient
@@ -625,7 +632,8 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
         for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
             padded = &workspace[threadid(), 0]
             transformed_input = padded + padded_size
-            first = chunk * batch // n_chunks
+            start = chunk * batch // n_chunks
+            first = start
             last = (chunk + 1) * batch // n_chunks
             while first < last:
                 count = min(per_block, last - first)
@@ -654,21 +662,22 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
                     gemm(True, False, <int>in_channels, <int>out_pitch, <int>columns,
                          <floating>1, transformed_input + p * in_pitch, <int>(points * in_pitch),
                          transformed_gradient + p * out_pitch, <int>(points * out_pitch),
-                         <floating>1, &transformed_partials[chunk, p, 0, 0], <int>out_pitch)
+                         <floating>(first != start), &transformed_partials[0, chunk, p, 0],
+                         <int>partial_pitch)
                 first = first + count
 
 
 def inverse_weight(const floating[:, :, :, ::1] transformed_partials,
                    floating[:, :, :, ::1] grad_weight, double[:, ::1] sums, int n_threads):
-    """grad_weight (C_out, C_in, 3, 3) += G^T u G, with u the partials (n_chunks, points,
-    C_in, round_up(C_out)) summed over chunks in double, in a fixed order whatever the
+    """grad_weight (C_out, C_in, 3, 3) += G^T u G, with u the partials (C_in, n_chunks,
+    points, round_up(C_out)) summed over chunks in double, in a fixed order whatever the
     thread count, and G that of F(2x2, 3x3) (16 points) or F(4x4, 3x3) (36).
 
-    sums: a workspace row of points * round_up(C_out) doubles per thread, so that each
-    input channel's chunks are summed along contiguous rows before the strided inversion.
+    sums: a workspace row of points * round_up(C_out) doubles per thread, where each input
+    channel's partials are summed along contiguous rows before the strided inversion.
     """
-    cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
-    cdef Py_ssize_t points = transformed_partials.shape[1], pitch = transformed_partials.shape[3]
+    cdef Py_ssize_t n_chunks = transformed_partials.shape[1]
+    cdef Py_ssize_t points = transformed_partials.shape[2], pitch = transformed_partials.shape[3]
     cdef Py_ssize_t out_channels = grad_weight.shape[0], in_channels = grad_weight.shape[1]
     cdef Py_ssize_t i, o, p, k
     cdef double* u
@@ -677,10 +686,12 @@ def inverse_weight(const floating[:, :, :, ::1] transformed_partials,
         for i in prange(in_channels, num_threads=n_threads, schedule="static"):
             u = &sums[threadid(), 0]
             for p in range(points):
+                row = &transformed_partials[i, 0, p, 0]
                 for o in range(out_channels):
-                    u[p * pitch + o] = 0
-                for k in range(n_chunks):
-                    row = &transformed_partials[k, p, i, 0]
+                    u[p * pitch + o] = row[o]
+            for k in range(1, n_chunks):
+                for p in range(points):
+                    row = &transformed_partials[i, k, p, 0]
                     for o in range(out_channels):
                         u[p * pitch + o] += row[o]
             for o in range(out_channels):
