@@ -30,23 +30,27 @@ rotated, channel-transposed kernel (transform_weight with adjoint=True) and padd
 2 - pad. The weight gradient is the adjoint of the forward pass: with grad_output's
 tiles through Z = A y A^T, the gradient of U[p] is V[p]^T Z[p] summed over tiles (one
 GEMM per point per block, over fixed chunks of the batch), and G^T (that sum) G gives
-the kernel's.
+the kernel's. F(4x4) does 0.56 times F(2x2)'s GEMM work here too, and its transforms
+write 2.25 instead of 4 values per pixel; at batch 128 on two threads it takes about
+the forward pass's time (F(2x2) took 1.6-2.3 times as long).
 
 Measured (float32, batch 64, padding 1, one thread, medians of 7 interleaved runs on a
-shared 2-core machine, so +-10%; milliseconds; im2col / F(2x2) / F(4x4) for the
-forward pass and input gradient, im2col / F(2x2) for the weight gradient):
+shared 2-core machine, so +-10%; milliseconds; im2col / F(2x2) / F(4x4); the weight
+gradient columns in a later run):
 
     layer                  forward           input gradient    weight gradient
-    32->64 @ 32x32     43.7  33.3  27.7    37.0  32.3  29.7    46.3  39.4
-    64->128 @ 16x16    43.7  23.5  19.6    34.3  23.4  19.9    49.9  30.7
-    128->256 @ 8x8     34.6  21.3  18.6    33.0  20.6  19.9    37.8  24.4
+    32->64 @ 32x32     43.7  33.3  27.7    37.0  32.3  29.7    50.1  38.8  37.3
+    64->128 @ 16x16    43.7  23.5  19.6    34.3  23.4  19.9    46.0  31.5  20.7
+    128->256 @ 8x8     34.6  21.3  18.6    33.0  20.6  19.9    40.6  24.8  20.8
 
 The transforms take a third to a half of the Winograd time: F(4x4)'s GEMMs do 0.56
 times F(2x2)'s work but its transforms cost more per output, and its GEMMs (K = C_in,
 36 of them) are thinner. float32 error, max |error| /
 max |float64 reference| on 64..256-channel layers (8x8, 16x16; N(0, 1) input, weight
 scaled by 1 / sqrt(9 C_in)): im2col 3-5e-7, F(2x2) 2-5e-7, F(4x4) 4-8e-6 (its
-transform constants reach 8 and 1/24); float64: F(2x2) ~1e-15, F(4x4) ~1e-14.
+transform constants reach 8 and 1/24); float64: F(2x2) ~1e-15, F(4x4) ~1e-14. The
+weight gradient, same measure (batches 2-8, 8x8 to 32x32): im2col 2.5-5e-7, F(2x2)
+2-7e-7, F(4x4) 1.5-4e-6; float64: F(2x2) 0.5-1.4e-15, F(4x4) 5-10e-15.
 
 Shapes: input (N, C_in, H, W), weight (C_out, C_in, 3, 3), transformed weight
 (points, C_in, round_up(C_out)), output (N, C_out, out_h, out_w) with
@@ -64,10 +68,6 @@ cdef enum:
     POINTS_4X4 = 36
     # Channels transformed together: one AVX register of float32.
     LANES = 8
-
-
-# G's constants of F(4x4, 3x3), as reciprocals.
-cdef double SIXTH = 1.0 / 6, TWELFTH = 1.0 / 12, TWENTY_FOURTH = 1.0 / 24
 
 
 cdef inline Py_ssize_t tile_points(Py_ssize_t tile) noexcept nogil:
@@ -324,12 +324,14 @@ cdef inline void a6(const floating* y, Py_ssize_t stride, floating* o,
         o[4 * out_stride + l] = y0 - 2 * y1 + 4 * y2 - 8 * y3
         o[5 * out_stride + l] = y3
 
-cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
-                                 Py_ssize_t height, Py_ssize_t width, Py_ssize_t pad_h,
-                                 Py_ssize_t pad_w, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-                                 floating* padded, floating* tiles, Py_ssize_t row_pitch,
-                                 Py_ssize_t point_pitch) noexcept nogil:
-    """input_tiles for F(4x4, 3x3): 6x6 tiles four pixels apart, (B^T d B) with B^T 6x6."""
+cdef inline void transform_tiles_4x4(const floating* image, Py_ssize_t channels,
+                                     Py_ssize_t height, Py_ssize_t width, Py_ssize_t pad_h,
+                                     Py_ssize_t pad_w, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+                                     bint gradient, floating* padded, floating* tiles,
+                                     Py_ssize_t row_pitch, Py_ssize_t point_pitch) noexcept nogil:
+    """The 36-point tiles of F(4x4, 3x3), four pixels apart: B^T d B (B^T 6x6) of the 6x6
+    input tiles d, or with gradient=True A y A^T (A 6x4) of the 4x4 tiles y of grad_output
+    (unpadded), the adjoint of output_tiles_4x4."""
     cdef Py_ssize_t padded_h = 4 * tiles_h + 2, padded_w = 4 * tiles_w + 2
     cdef Py_ssize_t pixel = LANES, line = padded_w * LANES
     cdef Py_ssize_t group, first, th, tw, k, l
@@ -344,15 +346,39 @@ cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
         for th in range(tiles_h):
             for tw in range(tiles_w):
                 d = padded + 4 * th * line + 4 * tw * pixel
-                for k in range(6):
-                    bt6(d + k * pixel, line, &r[0][k][0], 6 * LANES)
-                for k in range(6):
-                    bt6(&r[k][0][0], LANES, &v[6 * k][0], LANES)
+                if gradient:
+                    for k in range(4):
+                        a6(d + k * pixel, line, &r[0][k][0], 6 * LANES)
+                    for k in range(6):
+                        a6(&r[k][0][0], LANES, &v[6 * k][0], LANES)
+                else:
+                    for k in range(6):
+                        bt6(d + k * pixel, line, &r[0][k][0], 6 * LANES)
+                    for k in range(6):
+                        bt6(&r[k][0][0], LANES, &v[6 * k][0], LANES)
                 q = tiles + (th * tiles_w + tw) * row_pitch + first
                 for k in range(POINTS_4X4):
                     for l in range(LANES):
                         q[k * point_pitch + l] = v[k][l]
 
+
+cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
+                                 Py_ssize_t height, Py_ssize_t width, Py_ssize_t pad_h,
+                                 Py_ssize_t pad_w, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+                                 floating* padded, floating* tiles, Py_ssize_t row_pitch,
+                                 Py_ssize_t point_pitch) noexcept nogil:
+    """input_tiles for F(4x4, 3x3): 6x6 tiles four pixels apart, (B^T d B) with B^T 6x6."""
+    transform_tiles_4x4(image, channels, height, width, pad_h, pad_w, tiles_h, tiles_w, False,
+                        padded, tiles, row_pitch, point_pitch)
+
+
+cdef inline void gradient_tiles_4x4(const floating* gradient, Py_ssize_t channels,
+                                    Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t tiles_h,
+                                    Py_ssize_t tiles_w, floating* padded, floating* tiles,
+                                    Py_ssize_t row_pitch, Py_ssize_t point_pitch) noexcept nogil:
+    """gradient_tiles for F(4x4, 3x3): A y A^T (A 6x4) of 4x4 tiles into 36-point tiles."""
+    transform_tiles_4x4(gradient, channels, out_h, out_w, 0, 0, tiles_h, tiles_w, True, padded,
+                        tiles, row_pitch, point_pitch)
 
 cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
                                   Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t row_pitch,
@@ -430,83 +456,44 @@ cdef inline void gradient_tiles(const floating* gradient, Py_ssize_t channels,
                         q[k * point_pitch + l] = z[k][l]
 
 
-cdef inline void gradient_tiles_4x4(const floating* gradient, Py_ssize_t channels,
-                                    Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t tiles_h,
-                                    Py_ssize_t tiles_w, floating* padded, floating* tiles,
-                                    Py_ssize_t row_pitch, Py_ssize_t point_pitch) noexcept nogil:
-    """gradient_tiles for F(4x4, 3x3): A y A^T (A 6x4) of 4x4 tiles into 36-point tiles,
-    the adjoint of output_tiles_4x4."""
-    cdef Py_ssize_t pixel = LANES, line = 4 * tiles_w * LANES
-    cdef Py_ssize_t group, first, th, tw, k, l
-    cdef const floating* y
-    cdef floating* q
-    cdef floating r[6][4][LANES]
-    cdef floating z[POINTS_4X4][LANES]
-    for group in range((channels + LANES - 1) // LANES):
-        first = group * LANES
-        interleave_planes(gradient + first * out_h * out_w, min(LANES, channels - first), out_h,
-                          out_w, 0, 0, 4 * tiles_h, 4 * tiles_w, padded)
-        for th in range(tiles_h):
-            for tw in range(tiles_w):
-                y = padded + 4 * th * line + 4 * tw * pixel
-                for k in range(4):
-                    a6(y + k * pixel, line, &r[0][k][0], 4 * LANES)
-                for k in range(6):
-                    a6(&r[k][0][0], LANES, &z[6 * k][0], LANES)
-                q = tiles + (th * tiles_w + tw) * row_pitch + first
-                for k in range(POINTS_4X4):
-                    for l in range(LANES):
-                        q[k * point_pitch + l] = z[k][l]
+cdef inline void gt4(const double* x, Py_ssize_t stride, double* o,
+                     Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride] = (G^T x)[i] (G^T 3x4, of F(2x2, 3x3)), x[j] at x[j * stride]."""
+    o[0] = x[0] + 0.5 * (x[stride] + x[2 * stride])
+    o[out_stride] = 0.5 * (x[stride] - x[2 * stride])
+    o[2 * out_stride] = 0.5 * (x[stride] + x[2 * stride]) + x[3 * stride]
+
+
+cdef inline void gt6(const double* x, Py_ssize_t stride, double* o,
+                     Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride] = (G^T x)[i] (G^T 3x6, of F(4x4, 3x3)), x[j] at x[j * stride]."""
+    cdef double x0 = x[0], x1 = x[stride], x2 = x[2 * stride], x3 = x[3 * stride]
+    cdef double x4 = x[4 * stride], x5 = x[5 * stride]
+    o[0] = x0 / 4 - (x1 + x2) / 6 + (x3 + x4) / 24
+    o[out_stride] = (x2 - x1) / 6 + (x3 - x4) / 12
+    o[2 * out_stride] = (x3 + x4 - x1 - x2) / 6 + x5
+
 
 cdef inline void inverse_kernel_transform(const double* u, Py_ssize_t point_pitch,
-                                          floating* g) noexcept nogil:
-    """g (3x3, row-major) += G^T u G for u[p * point_pitch] (4x4, row-major): the adjoint of
-    kernel_transform."""
-    cdef double rows[3][4]
-    cdef double u0, u1, u2, u3
-    cdef Py_ssize_t i, j
-    for j in range(4):
-        u0 = u[j * point_pitch]
-        u1 = u[(4 + j) * point_pitch]
-        u2 = u[(8 + j) * point_pitch]
-        u3 = u[(12 + j) * point_pitch]
-        rows[0][j] = u0 + 0.5 * (u1 + u2)
-        rows[1][j] = 0.5 * (u1 - u2)
-        rows[2][j] = 0.5 * (u1 + u2) + u3
-    for i in range(3):
-        g[3 * i] += <floating>(rows[i][0] + 0.5 * (rows[i][1] + rows[i][2]))
-        g[3 * i + 1] += <floating>(0.5 * (rows[i][1] - rows[i][2]))
-        g[3 * i + 2] += <floating>(0.5 * (rows[i][1] + rows[i][2]) + rows[i][3])
-
-
-cdef inline void inverse_kernel_transform_4x4(const double* u, Py_ssize_t point_pitch,
-                                              floating* g) noexcept nogil:
-    """g (3x3, row-major) += G^T u G (G 6x3) for u[p * point_pitch] (6x6, row-major): the
-    adjoint of kernel_transform_4x4. Multiplies by reciprocals (within an ulp of dividing,
-    and divisions measured a quarter of the weight gradient on 8x8 images)."""
+                                          Py_ssize_t side, floating* g) noexcept nogil:
+    """g (3x3, row-major) += G^T u G for u[p * point_pitch] (side x side, row-major), with
+    G of F(2x2, 3x3) (side 4) or F(4x4, 3x3) (side 6): the adjoint of kernel_transform
+    and kernel_transform_4x4."""
     cdef double rows[3][6]
-    cdef double u0, u1, u2, u3, u4, u5
+    cdef double row[3]
     cdef Py_ssize_t i, j
-    for j in range(6):
-        u0 = u[j * point_pitch]
-        u1 = u[(6 + j) * point_pitch]
-        u2 = u[(12 + j) * point_pitch]
-        u3 = u[(18 + j) * point_pitch]
-        u4 = u[(24 + j) * point_pitch]
-        u5 = u[(30 + j) * point_pitch]
-        rows[0][j] = 0.25 * u0 - SIXTH * (u1 + u2) + TWENTY_FOURTH * (u3 + u4)
-        rows[1][j] = SIXTH * (u2 - u1) + TWELFTH * (u3 - u4)
-        rows[2][j] = SIXTH * (u3 + u4 - u1 - u2) + u5
-    for i in range(3):
-        u0 = rows[i][0]
-        u1 = rows[i][1]
-        u2 = rows[i][2]
-        u3 = rows[i][3]
-        u4 = rows[i][4]
-        u5 = rows[i][5]
-        g[3 * i] += <floating>(0.25 * u0 - SIXTH * (u1 + u2) + TWENTY_FOURTH * (u3 + u4))
-        g[3 * i + 1] += <floating>(SIXTH * (u2 - u1) + TWELFTH * (u3 - u4))
-        g[3 * i + 2] += <floating>(SIXTH * (u3 + u4 - u1 - u2) + u5)
+    for j in range(side):  # G^T u: column j
+        if side == 6:
+            gt6(u + j * point_pitch, 6 * point_pitch, &rows[0][j], 6)
+        else:
+            gt4(u + j * point_pitch, 4 * point_pitch, &rows[0][j], 6)
+    for i in range(3):  # (G^T u) G: row i
+        if side == 6:
+            gt6(&rows[i][0], 1, row, 1)
+        else:
+            gt4(&rows[i][0], 1, row, 1)
+        for j in range(3):
+            g[3 * i + j] += <floating>row[j]
 
 
 def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed,
@@ -694,8 +681,10 @@ def inverse_weight(const floating[:, :, :, ::1] transformed_partials,
                     row = &transformed_partials[i, k, p, 0]
                     for o in range(out_channels):
                         u[p * pitch + o] += row[o]
-            for o in range(out_channels):
-                if points == POINTS_4X4:
-                    inverse_kernel_transform_4x4(u + o, pitch, &grad_weight[o, i, 0, 0])
-                else:
-                    inverse_kernel_transform(u + o, pitch, &grad_weight[o, i, 0, 0])
+            # A constant side, so that the compiler unrolls the inlined transform.
+            if points == POINTS_4X4:
+                for o in range(out_channels):
+                    inverse_kernel_transform(u + o, pitch, 6, &grad_weight[o, i, 0, 0])
+            else:
+                for o in range(out_channels):
+                    inverse_kernel_transform(u + o, pitch, 4, &grad_weight[o, i, 0, 0])
