@@ -127,8 +127,8 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     None (a layer without bias passes (True, True, False)). algo is as in conv2d;
     "winograd" computes the input gradient as the Winograd convolution of grad_output
     with the rotated kernel (by im2col if padding > 2) and the weight gradient as the
-    adjoint of the Winograd forward pass (16 GEMMs of transformed input and grad_output
-    tiles, then G^T u G).
+    adjoint of the Winograd F(4x4, 3x3) forward pass (36 GEMMs of transformed input and
+    grad_output tiles, then G^T u G).
 
     Returns
     -------
