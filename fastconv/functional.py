@@ -36,7 +36,7 @@ WINOGRAD_TILES = 256
 WINOGRAD_WEIGHT_TILES = 512
 # Output tile side of the Winograd weight gradient: F(4x4, 3x3) measured 1.15-1.6x faster
 # than F(2x2, 3x3) on NET-M's layers (batch 128, one thread), at float32 errors below
-# 5e-6 relative (src/_winograd.pyx has the figures).
+# 1e-5 relative (src/_winograd.pyx has the figures).
 WINOGRAD_WEIGHT_TILE = 4
 # algo="auto" takes Winograd for layers it supports with at least this many input and
 # output channels. Measured at batch 64, one thread: 3 input channels run twice as slow

@@ -50,7 +50,8 @@ max |float64 reference| on 64..256-channel layers (8x8, 16x16; N(0, 1) input, we
 scaled by 1 / sqrt(9 C_in)): im2col 3-5e-7, F(2x2) 2-5e-7, F(4x4) 4-8e-6 (its
 transform constants reach 8 and 1/24); float64: F(2x2) ~1e-15, F(4x4) ~1e-14. The
 weight gradient, same measure (batches 2-8, 8x8 to 32x32): im2col 2.5-5e-7, F(2x2)
-2-7e-7, F(4x4) 1.5-4e-6; float64: F(2x2) 0.5-1.4e-15, F(4x4) 5-10e-15.
+2-7e-7, F(4x4) 1.5-4e-6; at batch 128 (NET-M's layers) F(2x2) 5-6e-7, F(4x4) 6-7e-6;
+float64: F(2x2) 0.5-1.4e-15, F(4x4) 5-10e-15.
 
 Shapes: input (N, C_in, H, W), weight (C_out, C_in, 3, 3), transformed weight
 (points, C_in, round_up(C_out)), output (N, C_out, out_h, out_w) with
