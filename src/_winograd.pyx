@@ -27,26 +27,31 @@ row and calls a single-threaded BLAS, so results do not depend on the thread cou
 
 The input gradient is the same computation run on grad_output, with the 180-degree
 rotated, channel-transposed kernel (transform_weight with adjoint=True) and padding
-2 - pad. The weight gradient (F(2x2) only) is the adjoint of the forward pass: with
-grad_output's tiles through Z = A y A^T, the gradient of U[p] is V[p]^T Z[p] summed
-over tiles (16 GEMMs per block, over fixed chunks of the batch), and G^T (that sum) G
-gives the kernel's.
+2 - pad. The weight gradient is the adjoint of the forward pass: with grad_output's
+tiles through Z = A y A^T, the gradient of U[p] is V[p]^T Z[p] summed over tiles (one
+GEMM per point per block, over fixed chunks of the batch), and G^T (that sum) G gives
+the kernel's. F(4x4) does 0.56 times F(2x2)'s GEMM work here too, and its transforms
+write 2.25 instead of 4 values per pixel; at batch 128 on two threads it takes about
+the forward pass's time (F(2x2) took 1.6-2.3 times as long).
 
 Measured (float32, batch 64, padding 1, one thread, medians of 7 interleaved runs on a
-shared 2-core machine, so +-10%; milliseconds; im2col / F(2x2) / F(4x4) for the
-forward pass and input gradient, im2col / F(2x2) for the weight gradient):
+shared 2-core machine, so +-10%; milliseconds; im2col / F(2x2) / F(4x4); the weight
+gradient columns in a later run):
 
     layer                  forward           input gradient    weight gradient
-    32->64 @ 32x32     43.7  33.3  27.7    37.0  32.3  29.7    46.3  39.4
-    64->128 @ 16x16    43.7  23.5  19.6    34.3  23.4  19.9    49.9  30.7
-    128->256 @ 8x8     34.6  21.3  18.6    33.0  20.6  19.9    37.8  24.4
+    32->64 @ 32x32     43.7  33.3  27.7    37.0  32.3  29.7    50.1  38.8  37.3
+    64->128 @ 16x16    43.7  23.5  19.6    34.3  23.4  19.9    46.0  31.5  20.7
+    128->256 @ 8x8     34.6  21.3  18.6    33.0  20.6  19.9    40.6  24.8  20.8
 
 The transforms take a third to a half of the Winograd time: F(4x4)'s GEMMs do 0.56
 times F(2x2)'s work but its transforms cost more per output, and its GEMMs (K = C_in,
 36 of them) are thinner. float32 error, max |error| /
 max |float64 reference| on 64..256-channel layers (8x8, 16x16; N(0, 1) input, weight
 scaled by 1 / sqrt(9 C_in)): im2col 3-5e-7, F(2x2) 2-5e-7, F(4x4) 4-8e-6 (its
-transform constants reach 8 and 1/24); float64: F(2x2) ~1e-15, F(4x4) ~1e-14.
+transform constants reach 8 and 1/24); float64: F(2x2) ~1e-15, F(4x4) ~1e-14. The
+weight gradient, same measure (batches 2-8, 8x8 to 32x32): im2col 2.5-5e-7, F(2x2)
+2-7e-7, F(4x4) 1.5-4e-6; at batch 128 (NET-M's layers) F(2x2) 5-6e-7, F(4x4) 6-7e-6;
+float64: F(2x2) 0.5-1.4e-15, F(4x4) 5-10e-15.
 
 Shapes: input (N, C_in, H, W), weight (C_out, C_in, 3, 3), transformed weight
 (points, C_in, round_up(C_out)), output (N, C_out, out_h, out_w) with
@@ -305,12 +310,32 @@ cdef inline void at6(const floating* m, Py_ssize_t stride, floating* o,
         o[3 * out_stride + l] = m1 - m2 + 8 * (m3 - m4) + m5
 
 
-cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
-                                 Py_ssize_t height, Py_ssize_t width, Py_ssize_t pad_h,
-                                 Py_ssize_t pad_w, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-                                 floating* padded, floating* tiles, Py_ssize_t row_pitch,
-                                 Py_ssize_t point_pitch) noexcept nogil:
-    """input_tiles for F(4x4, 3x3): 6x6 tiles four pixels apart, (B^T d B) with B^T 6x6."""
+cdef inline void a6(const floating* y, Py_ssize_t stride, floating* o,
+                    Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride + l] = (A y)[i] (A 6x4, the adjoint of at6) for LANES lanes, y[j] at
+    y[j * stride + l]."""
+    cdef Py_ssize_t l
+    cdef floating y0, y1, y2, y3
+    for l in range(LANES):
+        y0 = y[l]
+        y1 = y[stride + l]
+        y2 = y[2 * stride + l]
+        y3 = y[3 * stride + l]
+        o[l] = y0
+        o[out_stride + l] = y0 + y1 + y2 + y3
+        o[2 * out_stride + l] = y0 - y1 + y2 - y3
+        o[3 * out_stride + l] = y0 + 2 * y1 + 4 * y2 + 8 * y3
+        o[4 * out_stride + l] = y0 - 2 * y1 + 4 * y2 - 8 * y3
+        o[5 * out_stride + l] = y3
+
+cdef inline void transform_tiles_4x4(const floating* image, Py_ssize_t channels,
+                                     Py_ssize_t height, Py_ssize_t width, Py_ssize_t pad_h,
+                                     Py_ssize_t pad_w, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+                                     bint gradient, floating* padded, floating* tiles,
+                                     Py_ssize_t row_pitch, Py_ssize_t point_pitch) noexcept nogil:
+    """The 36-point tiles of F(4x4, 3x3), four pixels apart: B^T d B (B^T 6x6) of the 6x6
+    input tiles d, or with gradient=True A y A^T (A 6x4) of the 4x4 tiles y of grad_output
+    (unpadded), the adjoint of output_tiles_4x4."""
     cdef Py_ssize_t padded_h = 4 * tiles_h + 2, padded_w = 4 * tiles_w + 2
     cdef Py_ssize_t pixel = LANES, line = padded_w * LANES
     cdef Py_ssize_t group, first, th, tw, k, l
@@ -325,15 +350,39 @@ cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
         for th in range(tiles_h):
             for tw in range(tiles_w):
                 d = padded + 4 * th * line + 4 * tw * pixel
-                for k in range(6):
-                    bt6(d + k * pixel, line, &r[0][k][0], 6 * LANES)
-                for k in range(6):
-                    bt6(&r[k][0][0], LANES, &v[6 * k][0], LANES)
+                if gradient:
+                    for k in range(4):
+                        a6(d + k * pixel, line, &r[0][k][0], 6 * LANES)
+                    for k in range(6):
+                        a6(&r[k][0][0], LANES, &v[6 * k][0], LANES)
+                else:
+                    for k in range(6):
+                        bt6(d + k * pixel, line, &r[0][k][0], 6 * LANES)
+                    for k in range(6):
+                        bt6(&r[k][0][0], LANES, &v[6 * k][0], LANES)
                 q = tiles + (th * tiles_w + tw) * row_pitch + first
                 for k in range(POINTS_4X4):
                     for l in range(LANES):
                         q[k * point_pitch + l] = v[k][l]
 
+
+cdef inline void input_tiles_4x4(const floating* image, Py_ssize_t channels,
+                                 Py_ssize_t height, Py_ssize_t width, Py_ssize_t pad_h,
+                                 Py_ssize_t pad_w, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+                                 floating* padded, floating* tiles, Py_ssize_t row_pitch,
+                                 Py_ssize_t point_pitch) noexcept nogil:
+    """input_tiles for F(4x4, 3x3): 6x6 tiles four pixels apart, (B^T d B) with B^T 6x6."""
+    transform_tiles_4x4(image, channels, height, width, pad_h, pad_w, tiles_h, tiles_w, False,
+                        padded, tiles, row_pitch, point_pitch)
+
+
+cdef inline void gradient_tiles_4x4(const floating* gradient, Py_ssize_t channels,
+                                    Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t tiles_h,
+                                    Py_ssize_t tiles_w, floating* padded, floating* tiles,
+                                    Py_ssize_t row_pitch, Py_ssize_t point_pitch) noexcept nogil:
+    """gradient_tiles for F(4x4, 3x3): A y A^T (A 6x4) of 4x4 tiles into 36-point tiles."""
+    transform_tiles_4x4(gradient, channels, out_h, out_w, 0, 0, tiles_h, tiles_w, True, padded,
+                        tiles, row_pitch, point_pitch)
 
 cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
                                   Py_ssize_t tiles_h, Py_ssize_t tiles_w, Py_ssize_t row_pitch,
@@ -412,31 +461,44 @@ cdef inline void gradient_tiles(const floating* gradient, Py_ssize_t channels,
                         q[k * point_pitch + l] = z[k][l]
 
 
-cdef inline void inverse_kernel_transform(const double* u, floating* g) noexcept nogil:
-    """g (3x3, row-major) += G^T u G for u (4x4, row-major): the adjoint of kernel_transform."""
-    cdef double rows[3][4]
+cdef inline void gt4(const double* x, Py_ssize_t stride, double* o,
+                     Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride] = (G^T x)[i] (G^T 3x4, of F(2x2, 3x3)), x[j] at x[j * stride]."""
+    o[0] = x[0] + 0.5 * (x[stride] + x[2 * stride])
+    o[out_stride] = 0.5 * (x[stride] - x[2 * stride])
+    o[2 * out_stride] = 0.5 * (x[stride] + x[2 * stride]) + x[3 * stride]
+
+
+cdef inline void gt6(const double* x, Py_ssize_t stride, double* o,
+                     Py_ssize_t out_stride) noexcept nogil:
+    """o[i * out_stride] = (G^T x)[i] (G^T 3x6, of F(4x4, 3x3)), x[j] at x[j * stride]."""
+    cdef double x0 = x[0], x1 = x[stride], x2 = x[2 * stride], x3 = x[3 * stride]
+    cdef double x4 = x[4 * stride], x5 = x[5 * stride]
+    o[0] = x0 / 4 - (x1 + x2) / 6 + (x3 + x4) / 24
+    o[out_stride] = (x2 - x1) / 6 + (x3 - x4) / 12
+    o[2 * out_stride] = (x3 + x4 - x1 - x2) / 6 + x5
+
+
+cdef inline void inverse_kernel_transform(const double* u, Py_ssize_t point_pitch,
+                                          Py_ssize_t side, floating* g) noexcept nogil:
+    """g (3x3, row-major) += G^T u G for u[p * point_pitch] (side x side, row-major), with
+    G of F(2x2, 3x3) (side 4) or F(4x4, 3x3) (side 6): the adjoint of kernel_transform
+    and kernel_transform_4x4."""
+    cdef double rows[3][6]
+    cdef double row[3]
     cdef Py_ssize_t i, j
-    for j in range(4):
-        rows[0][j] = u[j] + 0.5 * (u[4 + j] + u[8 + j])
-        rows[1][j] = 0.5 * (u[4 + j] - u[8 + j])
-        rows[2][j] = 0.5 * (u[4 + j] + u[8 + j]) + u[12 + j]
-    for i in range(3):
-        g[3 * i] += <floating>(rows[i][0] + 0.5 * (rows[i][1] + rows[i][2]))
-        g[3 * i + 1] += <floating>(0.5 * (rows[i][1] - rows[i][2]))
-        g[3 * i + 2] += <floating>(0.5 * (rows[i][1] + rows[i][2]) + rows[i][3])
-
-
-cdef inline void sum_and_invert(const floating* partials, Py_ssize_t n_chunks,
-                                Py_ssize_t chunk_pitch, Py_ssize_t point_pitch,
-                                floating* g) noexcept nogil:
-    """g += G^T u G with u[p] the sum over chunks k of partials[k * chunk_pitch + p * point_pitch]."""
-    cdef double u[POINTS]
-    cdef Py_ssize_t p, k
-    for p in range(POINTS):
-        u[p] = 0
-        for k in range(n_chunks):
-            u[p] += partials[k * chunk_pitch + p * point_pitch]
-    inverse_kernel_transform(u, g)
+    for j in range(side):  # G^T u: column j
+        if side == 6:
+            gt6(u + j * point_pitch, 6 * point_pitch, &rows[0][j], 6)
+        else:
+            gt4(u + j * point_pitch, 4 * point_pitch, &rows[0][j], 6)
+    for i in range(3):  # (G^T u) G: row i
+        if side == 6:
+            gt6(&rows[i][0], 1, row, 1)
+        else:
+            gt4(&rows[i][0], 1, row, 1)
+        for j in range(3):
+            g[3 * i + j] += <floating>row[j]
 
 
 def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed,
@@ -532,26 +594,30 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1]
 def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
                            const floating[:, :, :, ::1] input,
                            floating[:, :, :, ::1] transformed_partials, Py_ssize_t pad_h,
-                           Py_ssize_t pad_w, Py_ssize_t per_block, floating[:, ::1] workspace,
-                           int n_threads):
-    """transformed_partials[k] += the transformed weight gradient of chunk k of the batch.
+                           Py_ssize_t pad_w, Py_ssize_t tile, Py_ssize_t per_block,
+                           floating[:, ::1] workspace, int n_threads):
+    """transformed_partials[:, k] <- the transformed weight gradient of chunk k of the
+    batch, by F(tile x tile, 3x3) (tile 2 or 4); every chunk must hold an image.
 
     The gradient of G g G^T at point p is the sum over tiles of V[p]^T Z[p], with Z the
-    grad_output tiles through gradient_tiles: 16 GEMMs per block of images, summed into
-    partials shaped (n_chunks, 16, C_in, round_up(C_out)), one per fixed chunk of
-    consecutive images, so the sums do not depend on the thread count. inverse_weight
-    turns them into the weight gradient.
+    grad_output tiles through gradient_tiles: one GEMM per point per block of images,
+    summed into partials shaped (C_in, n_chunks, points, round_up(C_out)), one per fixed
+    chunk of consecutive images, so the sums do not depend on the thread count. Input
+    channel first, so that inverse_weight, which turns them into the weight gradient,
+    reads each channel's partials as one contiguous run.
     """
     cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
     cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
     cdef Py_ssize_t out_channels = grad_output.shape[1], out_h = grad_output.shape[2]
     cdef Py_ssize_t out_w = grad_output.shape[3]
     cdef Py_ssize_t in_pitch = lane_pitch(in_channels), out_pitch = lane_pitch(out_channels)
-    cdef Py_ssize_t tiles_h = (out_h + 1) // 2, tiles_w = (out_w + 1) // 2
+    cdef Py_ssize_t points = tile_points(tile)
+    cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
     cdef Py_ssize_t tiles = tiles_h * tiles_w
-    cdef Py_ssize_t padded_size = (2 * tiles_h + 2) * (2 * tiles_w + 2) * LANES
-    cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
-    cdef Py_ssize_t chunk, first, last, count, columns, b, p
+    cdef Py_ssize_t padded_size = (tile * tiles_h + 2) * (tile * tiles_w + 2) * LANES
+    cdef Py_ssize_t n_chunks = transformed_partials.shape[1]
+    cdef Py_ssize_t partial_pitch = n_chunks * points * out_pitch
+    cdef Py_ssize_t chunk, start, first, last, count, columns, b, p
     cdef floating* padded
     cdef floating* transformed_input
     cdef floating* transformed_gradient
@@ -559,40 +625,72 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
         for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
             padded = &workspace[threadid(), 0]
             transformed_input = padded + padded_size
-            first = chunk * batch // n_chunks
+            start = chunk * batch // n_chunks
+            first = start
             last = (chunk + 1) * batch // n_chunks
             while first < last:
                 count = min(per_block, last - first)
                 columns = count * tiles
-                transformed_gradient = transformed_input + columns * POINTS * in_pitch
+                transformed_gradient = transformed_input + columns * points * in_pitch
                 for b in range(count):
-                    input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width, pad_h,
-                                pad_w, tiles_h, tiles_w, padded,
-                                transformed_input + b * tiles * POINTS * in_pitch,
-                                POINTS * in_pitch, in_pitch)
-                    gradient_tiles(&grad_output[first + b, 0, 0, 0], out_channels, out_h, out_w,
-                                   tiles_h, tiles_w, padded,
-                                   transformed_gradient + b * tiles * POINTS * out_pitch,
-                                   POINTS * out_pitch, out_pitch)
-                for p in range(POINTS):
+                    if tile == 4:
+                        input_tiles_4x4(&input[first + b, 0, 0, 0], in_channels, height, width,
+                                        pad_h, pad_w, tiles_h, tiles_w, padded,
+                                        transformed_input + b * tiles * points * in_pitch,
+                                        points * in_pitch, in_pitch)
+                        gradient_tiles_4x4(&grad_output[first + b, 0, 0, 0], out_channels,
+                                           out_h, out_w, tiles_h, tiles_w, padded,
+                                           transformed_gradient + b * tiles * points * out_pitch,
+                                           points * out_pitch, out_pitch)
+                    else:
+                        input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width,
+                                    pad_h, pad_w, tiles_h, tiles_w, padded,
+                                    transformed_input + b * tiles * points * in_pitch,
+                                    points * in_pitch, in_pitch)
+                        gradient_tiles(&grad_output[first + b, 0, 0, 0], out_channels, out_h,
+                                       out_w, tiles_h, tiles_w, padded,
+                                       transformed_gradient + b * tiles * points * out_pitch,
+                                       points * out_pitch, out_pitch)
+                for p in range(points):
                     gemm(True, False, <int>in_channels, <int>out_pitch, <int>columns,
-                         <floating>1, transformed_input + p * in_pitch, <int>(POINTS * in_pitch),
-                         transformed_gradient + p * out_pitch, <int>(POINTS * out_pitch),
-                         <floating>1, &transformed_partials[chunk, p, 0, 0], <int>out_pitch)
+                         <floating>1, transformed_input + p * in_pitch, <int>(points * in_pitch),
+                         transformed_gradient + p * out_pitch, <int>(points * out_pitch),
+                         <floating>(first != start), &transformed_partials[0, chunk, p, 0],
+                         <int>partial_pitch)
                 first = first + count
 
 
 def inverse_weight(const floating[:, :, :, ::1] transformed_partials,
-                   floating[:, :, :, ::1] grad_weight, int n_threads):
-    """grad_weight (C_out, C_in, 3, 3) += G^T u G, u the partials summed over chunks in
-    double, in a fixed order whatever the thread count."""
-    cdef Py_ssize_t n_chunks = transformed_partials.shape[0]
+                   floating[:, :, :, ::1] grad_weight, double[:, ::1] sums, int n_threads):
+    """grad_weight (C_out, C_in, 3, 3) += G^T u G, with u the partials (C_in, n_chunks,
+    points, round_up(C_out)) summed over chunks in double, in a fixed order whatever the
+    thread count, and G that of F(2x2, 3x3) (16 points) or F(4x4, 3x3) (36).
+
+    sums: a workspace row of points * round_up(C_out) doubles per thread, where each input
+    channel's partials are summed along contiguous rows before the strided inversion.
+    """
+    cdef Py_ssize_t n_chunks = transformed_partials.shape[1]
+    cdef Py_ssize_t points = transformed_partials.shape[2], pitch = transformed_partials.shape[3]
     cdef Py_ssize_t out_channels = grad_weight.shape[0], in_channels = grad_weight.shape[1]
-    cdef Py_ssize_t chunk_pitch = POINTS * transformed_partials.shape[2] * transformed_partials.shape[3]
-    cdef Py_ssize_t point_pitch = transformed_partials.shape[2] * transformed_partials.shape[3]
-    cdef Py_ssize_t i, o
+    cdef Py_ssize_t i, o, p, k
+    cdef double* u
+    cdef const floating* row
     with nogil:
         for i in prange(in_channels, num_threads=n_threads, schedule="static"):
-            for o in range(out_channels):
-                sum_and_invert(&transformed_partials[0, 0, i, o], n_chunks, chunk_pitch,
-                               point_pitch, &grad_weight[o, i, 0, 0])
+            u = &sums[threadid(), 0]
+            for p in range(points):
+                row = &transformed_partials[i, 0, p, 0]
+                for o in range(out_channels):
+                    u[p * pitch + o] = row[o]
+            for k in range(1, n_chunks):
+                for p in range(points):
+                    row = &transformed_partials[i, k, p, 0]
+                    for o in range(out_channels):
+                        u[p * pitch + o] += row[o]
+            # A constant side, so that the compiler unrolls the inlined transform.
+            if points == POINTS_4X4:
+                for o in range(out_channels):
+                    inverse_kernel_transform(u + o, pitch, 6, &grad_weight[o, i, 0, 0])
+            else:
+                for o in range(out_channels):
+                    inverse_kernel_transform(u + o, pitch, 4, &grad_weight[o, i, 0, 0])

@@ -1,13 +1,14 @@
 """algo="winograd" against the NumPy reference, with F(4x4, 3x3) and F(2x2, 3x3) tiles.
 
 Forward and both gradients (the input gradient by the Winograd kernel on grad_output,
-by im2col beyond padding 2; the weight gradient from F(2x2) tiles) over named and
+by im2col beyond padding 2; the weight gradient from the same tiles) over named and
 seeded random 3x3 layers (1..40 channels, odd and tiny images, padding 0..3 and (h, w)
 pairs, batches of one and of several blocks, with and without bias) in float32 and
 float64; each result is compared with the float64 reference on the same values. Beside
 that: the 1e-3 float32 bound on 128- and 256-channel layers, central finite differences,
-bitwise thread-count invariance, the kernel transform against its matrix definition, and
-the ValueError for unsupported layers.
+bitwise thread-count invariance, the kernel transform and the weight gradient's inverse
+transform against their matrix definitions, the empty batch, and the ValueError for
+unsupported layers.
 """
 import functools
 import zlib
@@ -149,8 +150,9 @@ def expected_results(layer, dtype):
 
 @pytest.fixture(params=[4, 2], ids=["F4x4", "F2x2"])
 def tile(request, monkeypatch):
-    """Both tile sizes of the forward pass and input gradient."""
+    """Both tile sizes, for the forward pass, the input gradient and the weight gradient."""
     monkeypatch.setattr(F, "WINOGRAD_TILE", request.param)
+    monkeypatch.setattr(F, "WINOGRAD_WEIGHT_TILE", request.param)
     return request.param
 
 
@@ -273,6 +275,36 @@ def test_transform_weight_is_g_g_gt(adjoint, tile_size):
     expected = np.einsum("ai,rcij,bj->abrc", g, kernels, g).reshape(points, rows, columns)
     np.testing.assert_allclose(transformed[:, :, :columns], expected, rtol=1e-14, atol=1e-14)
     assert not np.any(transformed[:, :, columns:])
+
+
+@pytest.mark.parametrize("tile_size", [2, 4], ids=["F2x2", "F4x4"])
+def test_inverse_weight_is_gt_u_g(tile_size):
+    """grad_weight[o, i] += G^T (partials[i] summed over chunks)[:, o] G, added to what
+    grad_weight held."""
+    out_channels, in_channels, n_chunks = 11, 3, 3
+    points = (tile_size + 2) ** 2
+    rng = np.random.default_rng(1)
+    partials = rng.standard_normal((in_channels, n_chunks, points,
+                                    _winograd.round_up(out_channels)))
+    grad_weight = rng.standard_normal((out_channels, in_channels, 3, 3))
+    sums = np.full((1, points * partials.shape[3]), np.nan)
+    expected = grad_weight.copy()
+    _winograd.inverse_weight(partials, grad_weight, sums, 1)
+    side = tile_size + 2
+    u = partials.sum(axis=1)[:, :, :out_channels].reshape(in_channels, side, side, out_channels)
+    g = G[tile_size]
+    expected += np.einsum("ai,cabo,bj->ocij", g, u, g)
+    np.testing.assert_allclose(grad_weight, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_empty_batch_gives_zero_weight_gradient(dtype, tile):
+    input = np.zeros((0, 16, 6, 5), dtype)
+    weight = np.ones((8, 16, 3, 3), dtype)
+    grad_input, grad_weight, grad_bias = F.conv2d_backward(
+        np.zeros((0, 8, 6, 5), dtype), input, weight, padding=1, algo="winograd")
+    assert grad_input.shape == input.shape
+    assert not np.any(grad_weight) and not np.any(grad_bias)
 
 
 UNSUPPORTED = [
