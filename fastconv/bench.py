@@ -315,7 +315,9 @@ class Net:
         def train_step():
             loss_function(model(images), labels)
             model.zero_grad()
-            model.backward(loss_function.backward())
+            # As in PyTorch's step, whose images do not require grad: the first layer
+            # skips the input gradient.
+            model.backward_parameters(loss_function.backward())
             optimizer.step()
         return train_step
 

@@ -186,7 +186,7 @@ def _train_epoch(model, loss_fn, optimizer, scheduler, loader, epoch, config):
         logits = model(images)
         loss = loss_fn(logits, labels)
         optimizer.zero_grad()
-        model.backward(loss_fn.backward())
+        model.backward_parameters(loss_fn.backward())
         optimizer.step()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()

@@ -164,3 +164,24 @@ def test_batch_norm_of_the_wrong_width_is_not_folded_and_raises_its_own_error():
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(5)).eval()
     with pytest.raises(ValueError, match="BatchNorm2d: expected input"):
         model(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+
+
+def test_backward_parameters_skips_only_the_input_gradient(monkeypatch):
+    masks = []
+    conv2d_backward = F.conv2d_backward
+
+    def recording(*args, **kwargs):
+        masks.append(kwargs["output_mask"])
+        return conv2d_backward(*args, **kwargs)
+
+    model, twin = conv_net(np.float64, True), conv_net(np.float64, True)
+    x = rng.standard_normal((3, 3, 9, 9))
+    grad = rng.standard_normal((3, 3))
+    twin(x)
+    twin.backward(grad)
+    model(x)
+    monkeypatch.setattr(F, "conv2d_backward", recording)
+    assert model.backward_parameters(grad) is None
+    assert [mask[0] for mask in masks] == [True, True, False]  # last layer first
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)

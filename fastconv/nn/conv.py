@@ -133,12 +133,19 @@ class Conv2d(Module):
 
     def backward(self, grad_output):
         """Gradient w.r.t. the input; accumulates weight (and bias) gradients."""
+        return self._backward(grad_output, True)
+
+    def backward_parameters(self, grad_output):
+        """Accumulates weight (and bias) gradients without computing the input's."""
+        self._backward(grad_output, False)
+
+    def _backward(self, grad_output, input_gradient):
         input, relu_output = self._saved_for_backward()
         if relu_output is not None:
             grad_output = F.relu_backward(grad_output, relu_output)
         grad_input, grad_weight, grad_bias = F.conv2d_backward(
             grad_output, input, self.weight.data, *self._geometry(), algo=self.algo,
-            output_mask=(True, True, self.bias is not None))
+            output_mask=(input_gradient, True, self.bias is not None))
         self.weight.accumulate_grad(grad_weight)
         if grad_bias is not None:
             self.bias.accumulate_grad(grad_bias)

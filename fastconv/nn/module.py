@@ -175,6 +175,12 @@ class Module:
     def backward(self, grad_output):
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
+    def backward_parameters(self, grad_output):
+        """backward for a module whose input needs no gradient (the first layer of a network,
+        as PyTorch skips it for inputs without requires_grad): accumulates the parameters'
+        gradients and returns None. Layers that can skip the input gradient's work do."""
+        self.backward(grad_output)
+
     def _save_for_backward(self, *values):
         """Keep what backward needs, in training mode only: eval mode stores no activations."""
         object.__setattr__(self, "_cache", values if self.training else None)
@@ -458,6 +464,17 @@ class Sequential(Module):
             if index not in fused:
                 grad_output = modules[index].backward(grad_output)
         return grad_output
+
+    def backward_parameters(self, grad_output):
+        """backward without the gradient of the input: the first module gets
+        backward_parameters."""
+        modules = list(self._modules.values())
+        fused = self.__dict__.get("_fused", ())
+        for index in reversed(range(1, len(modules))):
+            if index not in fused:
+                grad_output = modules[index].backward(grad_output)
+        if modules:
+            modules[0].backward_parameters(grad_output)
 
 
 class Residual(Module):
