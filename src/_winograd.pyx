@@ -277,6 +277,9 @@ cdef inline void bt6(const floating* x, Py_ssize_t stride, floating* o,
     """o[i * out_stride + l] = (B^T x)[i] (B^T 6x6) for LANES lanes, x[j] at x[j * stride + l]."""
     cdef Py_ssize_t l
     cdef floating x0, x1, x2, x3, x4, x5
+    # Constants of the data's type: Cython writes a bare 4 as 4.0, a double, and float32
+    # data would be computed in double, converted both ways.
+    cdef floating two = 2, four = 4, five = 5
     for l in range(LANES):
         x0 = x[l]
         x1 = x[stride + l]
@@ -284,12 +287,12 @@ cdef inline void bt6(const floating* x, Py_ssize_t stride, floating* o,
         x3 = x[3 * stride + l]
         x4 = x[4 * stride + l]
         x5 = x[5 * stride + l]
-        o[l] = 4 * x0 - 5 * x2 + x4
-        o[out_stride + l] = x3 + x4 - 4 * (x1 + x2)
-        o[2 * out_stride + l] = 4 * (x1 - x2) + x4 - x3
-        o[3 * out_stride + l] = 2 * (x3 - x1) + x4 - x2
-        o[4 * out_stride + l] = 2 * (x1 - x3) + x4 - x2
-        o[5 * out_stride + l] = 4 * x1 - 5 * x3 + x5
+        o[l] = four * x0 - five * x2 + x4
+        o[out_stride + l] = x3 + x4 - four * (x1 + x2)
+        o[2 * out_stride + l] = four * (x1 - x2) + x4 - x3
+        o[3 * out_stride + l] = two * (x3 - x1) + x4 - x2
+        o[4 * out_stride + l] = two * (x1 - x3) + x4 - x2
+        o[5 * out_stride + l] = four * x1 - five * x3 + x5
 
 
 cdef inline void at6(const floating* m, Py_ssize_t stride, floating* o,
@@ -297,6 +300,7 @@ cdef inline void at6(const floating* m, Py_ssize_t stride, floating* o,
     """o[i * out_stride + l] = (A^T m)[i] (A^T 4x6) for LANES lanes, m[j] at m[j * stride + l]."""
     cdef Py_ssize_t l
     cdef floating m0, m1, m2, m3, m4, m5
+    cdef floating two = 2, four = 4, eight = 8  # of the data's type, as in bt6
     for l in range(LANES):
         m0 = m[l]
         m1 = m[stride + l]
@@ -305,9 +309,9 @@ cdef inline void at6(const floating* m, Py_ssize_t stride, floating* o,
         m4 = m[4 * stride + l]
         m5 = m[5 * stride + l]
         o[l] = m0 + m1 + m2 + m3 + m4
-        o[out_stride + l] = m1 - m2 + 2 * (m3 - m4)
-        o[2 * out_stride + l] = m1 + m2 + 4 * (m3 + m4)
-        o[3 * out_stride + l] = m1 - m2 + 8 * (m3 - m4) + m5
+        o[out_stride + l] = m1 - m2 + two * (m3 - m4)
+        o[2 * out_stride + l] = m1 + m2 + four * (m3 + m4)
+        o[3 * out_stride + l] = m1 - m2 + eight * (m3 - m4) + m5
 
 
 cdef inline void a6(const floating* y, Py_ssize_t stride, floating* o,
