@@ -537,6 +537,26 @@ def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] tr
                 memset(&transformed[p, row, 0] + columns, 0, (pitch - columns) * sizeof(floating))
 
 
+def output_transform(const floating[:, :, ::1] products, const floating[::1] bias, bint relu,
+                     floating[:, :, ::1] image, Py_ssize_t tile):
+    """image (C, out_h, out_w) <- A^T m A + bias (bias may be None), rectified with relu,
+    for the tiles m of products (tiles, points, round_up(C)), row-major over the
+    ceil(out_h / tile) x ceil(out_w / tile) tiles, with F(tile x tile, 3x3)'s A (tile 2
+    or 4): conv2d_forward's last step for one image, callable alone so that tests can
+    feed it values no GEMM produces, such as -0.0."""
+    cdef Py_ssize_t channels = image.shape[0], out_h = image.shape[1], out_w = image.shape[2]
+    cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
+    cdef Py_ssize_t row_pitch = products.shape[1] * products.shape[2]
+    cdef const floating* bias_data = &bias[0] if bias is not None else NULL
+    with nogil:
+        if tile == 4:
+            output_tiles_4x4(&products[0, 0, 0], channels, tiles_h, tiles_w, row_pitch,
+                             products.shape[2], bias_data, relu, out_h, out_w, &image[0, 0, 0])
+        else:
+            output_tiles(&products[0, 0, 0], channels, tiles_h, tiles_w, row_pitch,
+                         products.shape[2], bias_data, relu, out_h, out_w, &image[0, 0, 0])
+
+
 def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1] transformed_weight,
                    const floating[::1] bias, bint relu, floating[:, :, :, ::1] output,
                    Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t tile, Py_ssize_t per_block,
