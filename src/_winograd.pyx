@@ -62,6 +62,14 @@ from cython.parallel cimport prange, threadid
 from libc.string cimport memset
 from _common cimport floating, activate, gemm
 
+# float32 with LANES = 8 only; float64 keeps the scalar loops.
+cdef extern from "_transpose.h" nogil:
+    void interleave_8x8 "fastconv_interleave_8x8"(const float* planes, Py_ssize_t plane_stride,
+                                                  float* interleaved)
+    void store_tile_4x4 "fastconv_store_tile_4x4"(const float* y, const float* shift, bint relu,
+                                                  float* out, Py_ssize_t row_pitch,
+                                                  Py_ssize_t plane_size)
+
 cdef enum:
     # Transform points per tile: the 4x4 elements of a transformed F(2x2, 3x3) tile, the
     # 6x6 of an F(4x4, 3x3) one.
@@ -128,7 +136,7 @@ cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_
                                    floating* padded) noexcept nogil:
     """padded[r, c, l] = planes[l, r - pad_h, c - pad_w] for l < count inside the planes, 0
     elsewhere: (padded_h, padded_w, LANES)."""
-    cdef Py_ssize_t r, h, w, l
+    cdef Py_ssize_t r, h, w, l, start
     cdef Py_ssize_t first = min(pad_w, padded_w), last = min(pad_w + width, padded_w)
     cdef floating* row
     cdef const floating* source
@@ -140,9 +148,18 @@ cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_
             continue
         memset(row, 0, first * LANES * sizeof(floating))
         memset(row + last * LANES, 0, (padded_w - last) * LANES * sizeof(floating))
+        # Vector transposes for the whole blocks of 8 pixels of full float32 lane groups
+        # (a value per lane compiles to scalar inserts), the loops below for the rest.
+        start = first
+        if floating is float:
+            if count == LANES:
+                while start + LANES <= last:
+                    interleave_8x8(planes + h * width - pad_w + start, height * width,
+                                   row + start * LANES)
+                    start = start + LANES
         for l in range(count):
             source = planes + (l * height + h) * width - pad_w
-            for w in range(first, last):
+            for w in range(start, last):
                 row[w * LANES + l] = source[w]
         for l in range(count, LANES):
             for w in range(first, last):
@@ -419,6 +436,14 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
                     at6(&s[k][0][0], LANES, &y[k][0][0], LANES)
                 oh = 4 * th
                 ow = 4 * tw
+                # Whole float32 tiles of 8 channels by vector transposes; the scalar
+                # loop crops the last row and column of tiles and fills partial groups.
+                if floating is float:
+                    if count == LANES and oh + 4 <= out_h and ow + 4 <= out_w:
+                        store_tile_4x4(&y[0][0][0], shift, relu,
+                                       image + first * plane_size + oh * out_w + ow, out_w,
+                                       plane_size)
+                        continue
                 for l in range(count):
                     out = image + (first + l) * plane_size
                     for i in range(min(4, out_h - oh)):
