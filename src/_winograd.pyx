@@ -419,13 +419,15 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
     cdef floating mm[POINTS_4X4][LANES]
     cdef floating s[4][6][LANES]
     cdef floating y[4][4][LANES]
-    for group in range((channels + LANES - 1) // LANES):
-        first = group * LANES
-        count = min(LANES, channels - first)
-        for l in range(LANES):
-            shift[l] = bias[first + l] if bias != NULL and l < count else 0
-        for th in range(tiles_h):
-            for tw in range(tiles_w):
+    # Tile by tile, all channels of a tile at once: M's rows are read once, whole cache
+    # lines at a time (a lane group covers half a line), not once per group.
+    for th in range(tiles_h):
+        for tw in range(tiles_w):
+            for group in range((channels + LANES - 1) // LANES):
+                first = group * LANES
+                count = min(LANES, channels - first)
+                for l in range(LANES):
+                    shift[l] = bias[first + l] if bias != NULL and l < count else 0
                 m = products + (th * tiles_w + tw) * row_pitch + first
                 for k in range(POINTS_4X4):
                     for l in range(LANES):
