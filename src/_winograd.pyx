@@ -15,10 +15,13 @@ M[p] (tiles, C_out) = V[p] (tiles, C_in) @ U[p] (C_in, C_out).
 V and M are stored tile by tile, (tiles, points, channels): a tile's transformed values
 lie together, and channels are the fastest axis, so the tile transforms work on LANES
 channels at once with contiguous loads and stores, which the compiler vectorises (the
-planes are first interleaved LANES channels at a time into a zero-padded buffer). V[p]
-is then the (tiles, C_in) matrix with row pitch points * round_up(C_in) starting at
-point p. Channel pitches are rounded up to LANES; U's extra columns are zero, so M's are
-too. (Point-major storage, one contiguous matrix per point, measured no faster.)
+planes are first interleaved LANES channels at a time into a zero-padded buffer). The
+transposes between this layout and the planes, on the way in and from the 4x4 output
+tiles, use AVX2 shuffles in float32 (_transpose.h): value by value they compiled to
+scalar inserts and extracts. V[p] is then the (tiles, C_in) matrix with row pitch
+points * round_up(C_in) starting at point p. Channel pitches are rounded up to LANES;
+U's extra columns are zero, so M's are too. (Point-major storage, one contiguous matrix
+per point, measured no faster.)
 
 Images go through the GEMMs per_block at a time, their tiles one after the other in the
 rows, because one small image has too few tiles for a GEMM to run at full speed.
