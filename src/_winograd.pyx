@@ -15,10 +15,13 @@ M[p] (tiles, C_out) = V[p] (tiles, C_in) @ U[p] (C_in, C_out).
 V and M are stored tile by tile, (tiles, points, channels): a tile's transformed values
 lie together, and channels are the fastest axis, so the tile transforms work on LANES
 channels at once with contiguous loads and stores, which the compiler vectorises (the
-planes are first interleaved LANES channels at a time into a zero-padded buffer). V[p]
-is then the (tiles, C_in) matrix with row pitch points * round_up(C_in) starting at
-point p. Channel pitches are rounded up to LANES; U's extra columns are zero, so M's are
-too. (Point-major storage, one contiguous matrix per point, measured no faster.)
+planes are first interleaved LANES channels at a time into a zero-padded buffer). The
+transposes between this layout and the planes, on the way in and from the 4x4 output
+tiles, use AVX2 shuffles in float32 (_transpose.h): value by value they compiled to
+scalar inserts and extracts. V[p] is then the (tiles, C_in) matrix with row pitch
+points * round_up(C_in) starting at point p. Channel pitches are rounded up to LANES;
+U's extra columns are zero, so M's are too. (Point-major storage, one contiguous matrix
+per point, measured no faster.)
 
 Images go through the GEMMs per_block at a time, their tiles one after the other in the
 rows, because one small image has too few tiles for a GEMM to run at full speed.
@@ -61,6 +64,14 @@ round_up rounds up to a multiple of LANES. See workspace_size for the scratch bu
 from cython.parallel cimport prange, threadid
 from libc.string cimport memset
 from _common cimport floating, activate, gemm
+
+# float32 with LANES = 8 only; float64 keeps the scalar loops.
+cdef extern from "_transpose.h" nogil:
+    void interleave_8x8 "fastconv_interleave_8x8"(const float* planes, Py_ssize_t plane_stride,
+                                                  float* interleaved)
+    void store_tile_4x4 "fastconv_store_tile_4x4"(const float* y, const float* shift, bint relu,
+                                                  float* out, Py_ssize_t row_pitch,
+                                                  Py_ssize_t plane_size)
 
 cdef enum:
     # Transform points per tile: the 4x4 elements of a transformed F(2x2, 3x3) tile, the
@@ -128,7 +139,7 @@ cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_
                                    floating* padded) noexcept nogil:
     """padded[r, c, l] = planes[l, r - pad_h, c - pad_w] for l < count inside the planes, 0
     elsewhere: (padded_h, padded_w, LANES)."""
-    cdef Py_ssize_t r, h, w, l
+    cdef Py_ssize_t r, h, w, l, start
     cdef Py_ssize_t first = min(pad_w, padded_w), last = min(pad_w + width, padded_w)
     cdef floating* row
     cdef const floating* source
@@ -140,9 +151,18 @@ cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_
             continue
         memset(row, 0, first * LANES * sizeof(floating))
         memset(row + last * LANES, 0, (padded_w - last) * LANES * sizeof(floating))
+        # Vector transposes for the whole blocks of 8 pixels of full float32 lane groups
+        # (a value per lane compiles to scalar inserts), the loops below for the rest.
+        start = first
+        if floating is float:
+            if count == LANES:
+                while start + LANES <= last:
+                    interleave_8x8(planes + h * width - pad_w + start, height * width,
+                                   row + start * LANES)
+                    start = start + LANES
         for l in range(count):
             source = planes + (l * height + h) * width - pad_w
-            for w in range(first, last):
+            for w in range(start, last):
                 row[w * LANES + l] = source[w]
         for l in range(count, LANES):
             for w in range(first, last):
@@ -402,13 +422,15 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
     cdef floating mm[POINTS_4X4][LANES]
     cdef floating s[4][6][LANES]
     cdef floating y[4][4][LANES]
-    for group in range((channels + LANES - 1) // LANES):
-        first = group * LANES
-        count = min(LANES, channels - first)
-        for l in range(LANES):
-            shift[l] = bias[first + l] if bias != NULL and l < count else 0
-        for th in range(tiles_h):
-            for tw in range(tiles_w):
+    # Tile by tile, all channels of a tile at once: M's rows are read once, whole cache
+    # lines at a time (a lane group covers half a line), not once per group.
+    for th in range(tiles_h):
+        for tw in range(tiles_w):
+            for group in range((channels + LANES - 1) // LANES):
+                first = group * LANES
+                count = min(LANES, channels - first)
+                for l in range(LANES):
+                    shift[l] = bias[first + l] if bias != NULL and l < count else 0
                 m = products + (th * tiles_w + tw) * row_pitch + first
                 for k in range(POINTS_4X4):
                     for l in range(LANES):
@@ -419,6 +441,14 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
                     at6(&s[k][0][0], LANES, &y[k][0][0], LANES)
                 oh = 4 * th
                 ow = 4 * tw
+                # Whole float32 tiles of 8 channels by vector transposes; the scalar
+                # loop crops the last row and column of tiles and fills partial groups.
+                if floating is float:
+                    if count == LANES and oh + 4 <= out_h and ow + 4 <= out_w:
+                        store_tile_4x4(&y[0][0][0], shift, relu,
+                                       image + first * plane_size + oh * out_w + ow, out_w,
+                                       plane_size)
+                        continue
                 for l in range(count):
                     out = image + (first + l) * plane_size
                     for i in range(min(4, out_h - oh)):
@@ -535,6 +565,26 @@ def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] tr
                                      &transformed[0, row, column], point_pitch)
             for p in range(points):
                 memset(&transformed[p, row, 0] + columns, 0, (pitch - columns) * sizeof(floating))
+
+
+def output_transform(const floating[:, :, ::1] products, const floating[::1] bias, bint relu,
+                     floating[:, :, ::1] image, Py_ssize_t tile):
+    """image (C, out_h, out_w) <- A^T m A + bias (bias may be None), rectified with relu,
+    for the tiles m of products (tiles, points, round_up(C)), row-major over the
+    ceil(out_h / tile) x ceil(out_w / tile) tiles, with F(tile x tile, 3x3)'s A (tile 2
+    or 4): conv2d_forward's last step for one image, callable alone so that tests can
+    feed it values no GEMM produces, such as -0.0."""
+    cdef Py_ssize_t channels = image.shape[0], out_h = image.shape[1], out_w = image.shape[2]
+    cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
+    cdef Py_ssize_t row_pitch = products.shape[1] * products.shape[2]
+    cdef const floating* bias_data = &bias[0] if bias is not None else NULL
+    with nogil:
+        if tile == 4:
+            output_tiles_4x4(&products[0, 0, 0], channels, tiles_h, tiles_w, row_pitch,
+                             products.shape[2], bias_data, relu, out_h, out_w, &image[0, 0, 0])
+        else:
+            output_tiles(&products[0, 0, 0], channels, tiles_h, tiles_w, row_pitch,
+                         products.shape[2], bias_data, relu, out_h, out_w, &image[0, 0, 0])
 
 
 def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1] transformed_weight,

@@ -17,7 +17,7 @@ import fastconv
 import fastconv.functional as F
 import fastconv.nn as nn
 import fastconv.reference as reference
-from fastconv import _activation
+from fastconv import _activation, _winograd
 
 DTYPES = [np.float32, np.float64]
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
@@ -238,6 +238,35 @@ def test_relu_epilogue_does_not_depend_on_thread_count(algo, restore_num_threads
         results.append(F.conv2d(input, weight, bias, padding=1, algo=algo,
                                 activation="relu"))
     assert_bitwise_equal(results[1], results[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("tile", [4, 2], ids=["F4x4", "F2x2"])
+def test_winograd_output_transform_relu_of_special_values(tile, dtype):
+    """The Winograd output transform alone, on products no GEMM gives: channels whose
+    products and bias are all -0.0 (so some outputs are -0.0), NaN and infinities. 19
+    channels (two full lane groups and three more) and a 9x11 output (full and cropped
+    tiles), so that the vector and the scalar stores both run."""
+    channels, out_h, out_w, side = 19, 9, 11, tile + 2
+    tiles = -(-out_h // tile) * -(-out_w // tile)
+    rng = np.random.default_rng(12)
+    products = rng.standard_normal((tiles, side * side, _winograd.round_up(channels)))
+    products = products.astype(dtype)
+    bias = rng.standard_normal(channels).astype(dtype)
+    negative_zero = [2, 9, 17]
+    products[:, :, negative_zero] = -0.0
+    bias[negative_zero] = -0.0
+    products[3, 7, 4] = np.nan
+    products[0, 0, 12] = np.inf  # the first point reaches only the tile's first pixel
+    products[4, 0, 13] = -np.inf
+    plain = np.empty((channels, out_h, out_w), dtype)
+    fused = np.empty_like(plain)
+    _winograd.output_transform(products, bias, False, plain, tile)
+    _winograd.output_transform(products, bias, True, fused, tile)
+    assert np.signbit(plain[negative_zero]).any()
+    assert np.isnan(plain).any() and np.isposinf(plain).any() and np.isneginf(plain).any()
+    assert not np.signbit(fused).any()
+    assert_bitwise_equal(fused, np.maximum(plain, 0))
 
 
 @pytest.mark.parametrize("activation", ["tanh", "ReLU", "", True, 0])

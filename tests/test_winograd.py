@@ -6,9 +6,9 @@ seeded random 3x3 layers (1..40 channels, odd and tiny images, padding 0..3 and 
 pairs, batches of one and of several blocks, with and without bias) in float32 and
 float64; each result is compared with the float64 reference on the same values. Beside
 that: the 1e-3 float32 bound on 128- and 256-channel layers, central finite differences,
-bitwise thread-count invariance, the kernel transform and the weight gradient's inverse
-transform against their matrix definitions, the empty batch, and the ValueError for
-unsupported layers.
+bitwise thread-count invariance, the kernel transform, the output transform and the
+weight gradient's inverse transform against their matrix definitions, the empty batch,
+and the ValueError for unsupported layers.
 """
 import functools
 import zlib
@@ -92,6 +92,11 @@ NAMED_LAYERS = [
     # images in a block: 37 images are full blocks and a partial one.
     Layer(37, 3, 5, 15, 15, padding=1, label="several-blocks"),
     Layer(3, 6, 9, 9, 8, padding=1, bias=False, label="nobias"),
+    # float32 moves whole groups of 8 channels and rows of 8 pixels through vector
+    # transposes, scalar loops the rest: 20 and 19 channels, rows of 19 pixels, and 17x19
+    # outputs of full and cropped 4x4 tiles exercise both sides of each boundary.
+    Layer(2, 20, 19, 17, 19, padding=1, label="vector-transposes"),
+    Layer(2, 16, 8, 16, 16, padding=1, label="full-tiles-only"),
 ]
 
 
@@ -259,6 +264,10 @@ G = {2: np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 
                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])}
 
 
+# A^T of F(2x2, 3x3) and F(4x4, 3x3), which turns a transformed tile m into A^T m A.
+A_T = {2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]]),
+       4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                    [0, 1, -1, 8, -8, 1]])}
 @pytest.mark.parametrize("tile_size", [2, 4], ids=["F2x2", "F4x4"])
 @pytest.mark.parametrize("adjoint", [False, True], ids=["forward", "adjoint"])
 def test_transform_weight_is_g_g_gt(adjoint, tile_size):
@@ -275,6 +284,27 @@ def test_transform_weight_is_g_g_gt(adjoint, tile_size):
     expected = np.einsum("ai,rcij,bj->abrc", g, kernels, g).reshape(points, rows, columns)
     np.testing.assert_allclose(transformed[:, :, :columns], expected, rtol=1e-14, atol=1e-14)
     assert not np.any(transformed[:, :, columns:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("tile_size", [2, 4], ids=["F2x2", "F4x4"])
+def test_output_transform_is_at_m_a(tile_size, dtype):
+    """image[c] holds A^T m A + bias[c] of each tile m, cropped to the image: 19 channels
+    (two full lane groups and three more) and a 9x11 output (full and cropped tiles)."""
+    channels, out_h, out_w, side = 19, 9, 11, tile_size + 2
+    tiles_h, tiles_w = -(-out_h // tile_size), -(-out_w // tile_size)
+    rng = np.random.default_rng(5)
+    products = rng.standard_normal((tiles_h * tiles_w, side * side,
+                                    _winograd.round_up(channels))).astype(dtype)
+    bias = rng.standard_normal(channels).astype(dtype)
+    # NaN-filled, so that a pixel left unwritten fails the comparison.
+    image = np.full((channels, out_h, out_w), np.nan, dtype)
+    _winograd.output_transform(products, bias, False, image, tile_size)
+    m = products[:, :, :channels].astype(np.float64).reshape(tiles_h, tiles_w, side, side,
+                                                             channels)
+    y = np.einsum("ip,hwpqc,jq->chiwj", A_T[tile_size], m, A_T[tile_size])
+    expected = y.reshape(channels, tiles_h * tile_size, tiles_w * tile_size)[:, :out_h, :out_w]
+    assert_close(image, expected + bias[:, None, None], dtype, "image")
 
 
 @pytest.mark.parametrize("tile_size", [2, 4], ids=["F2x2", "F4x4"])
