@@ -48,6 +48,12 @@ def _fold_affine(weight, bias, scale, shift):
     return folded, bias.astype(weight.dtype)
 
 
+def _accumulate_gradients(layer, grad_weight, grad_bias):
+    layer.weight.accumulate_grad(grad_weight)
+    if grad_bias is not None:
+        layer.bias.accumulate_grad(grad_bias)
+
+
 def _repr_args(pairs):
     """'name=value' for the arguments whose value differs from its default."""
     return "".join(f", {name}={value!r}" if isinstance(value, str) else f", {name}={value}"
@@ -146,9 +152,7 @@ class Conv2d(Module):
         grad_input, grad_weight, grad_bias = F.conv2d_backward(
             grad_output, input, self.weight.data, *self._geometry(), algo=self.algo,
             output_mask=(input_gradient, True, self.bias is not None))
-        self.weight.accumulate_grad(grad_weight)
-        if grad_bias is not None:
-            self.bias.accumulate_grad(grad_bias)
+        _accumulate_gradients(self, grad_weight, grad_bias)
         return grad_input
 
     def extra_repr(self):
@@ -248,9 +252,7 @@ class ConvTranspose2d(Module):
         grad_input, grad_weight, grad_bias = F.conv_transpose2d_backward(
             grad_output, input, self.weight.data, self.stride, self.padding, output_padding,
             self.groups, self.dilation, output_mask=(True, True, self.bias is not None))
-        self.weight.accumulate_grad(grad_weight)
-        if grad_bias is not None:
-            self.bias.accumulate_grad(grad_bias)
+        _accumulate_gradients(self, grad_weight, grad_bias)
         return grad_input
 
     def extra_repr(self):

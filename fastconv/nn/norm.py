@@ -53,6 +53,30 @@ def _row_normalize_backward(grad_x_hat, x_hat, inv_std):
     return grad_input
 
 
+def _channel_affine(module, x_hat, shape, channels):
+    """x_hat, normalised rows, back in shape (N, C, *), times weight plus bias per channel
+    when module.affine (GroupNorm, InstanceNorm2d)."""
+    output = x_hat.reshape(shape[0], channels, -1)
+    if module.affine:
+        output = output * module.weight.data[:, None]
+        output += module.bias.data[:, None]
+    return output.reshape(shape)
+
+
+def _channel_affine_backward(module, grad_output, x_hat, inv_std, channels):
+    """The input gradient through _channel_affine and _row_normalize; accumulates the
+    weight and bias gradients when module.affine."""
+    grad = np.asarray(grad_output)
+    grad_channels = grad.reshape(grad.shape[0], channels, -1)
+    if module.affine:
+        module.bias.accumulate_grad(np.einsum("ncl->c", grad_channels))
+        module.weight.accumulate_grad(np.einsum(
+            "ncl,ncl->c", grad_channels, x_hat.reshape(grad_channels.shape)))
+        grad_channels = grad_channels * module.weight.data[:, None]
+    grad_input = _row_normalize_backward(grad_channels.reshape(x_hat.shape), x_hat, inv_std)
+    return grad_input.reshape(grad.shape)
+
+
 class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d: statistics per channel over (N, *spatial)."""
 
@@ -218,25 +242,13 @@ class GroupNorm(Module):
                              f"got shape {x.shape}")
         batch = x.shape[0]
         x_hat, inv_std, _, _ = _row_normalize(x.reshape(batch * self.num_groups, -1), self.eps)
-        output = x_hat.reshape(batch, self.num_channels, -1)
-        if self.affine:
-            output = output * self.weight.data[:, None]
-            output += self.bias.data[:, None]
         self._save_for_backward(x_hat, inv_std)
-        return output.reshape(x.shape)
+        return _channel_affine(self, x_hat, x.shape, self.num_channels)
 
     def backward(self, grad_output):
         """Gradient w.r.t. the input; accumulates weight and bias gradients."""
         x_hat, inv_std = self._saved_for_backward()
-        grad = np.asarray(grad_output)
-        grad_channels = grad.reshape(grad.shape[0], self.num_channels, -1)
-        if self.affine:
-            self.bias.accumulate_grad(np.einsum("ncl->c", grad_channels))
-            self.weight.accumulate_grad(np.einsum(
-                "ncl,ncl->c", grad_channels, x_hat.reshape(grad_channels.shape)))
-            grad_channels = grad_channels * self.weight.data[:, None]
-        grad_input = _row_normalize_backward(grad_channels.reshape(x_hat.shape), x_hat, inv_std)
-        return grad_input.reshape(grad.shape)
+        return _channel_affine_backward(self, grad_output, x_hat, inv_std, self.num_channels)
 
     def extra_repr(self):
         return (f"{self.num_groups}, {self.num_channels}"
@@ -371,25 +383,13 @@ class InstanceNorm2d(Module):
             self.running_mean += self.momentum * mean.reshape(batch, channels).mean(axis=0)
             self.running_var *= 1 - self.momentum
             self.running_var += self.momentum * unbiased.reshape(batch, channels).mean(axis=0)
-        output = x_hat.reshape(batch, channels, -1)
-        if self.affine:
-            output = output * self.weight.data[:, None]
-            output += self.bias.data[:, None]
         self._save_for_backward(x_hat, inv_std)
-        return output.reshape(x.shape)
+        return _channel_affine(self, x_hat, x.shape, channels)
 
     def backward(self, grad_output):
         """Gradient w.r.t. the input; accumulates weight and bias gradients."""
         x_hat, inv_std = self._saved_for_backward()
-        grad = np.asarray(grad_output)
-        grad_channels = grad.reshape(grad.shape[0], self.num_features, -1)
-        if self.affine:
-            self.bias.accumulate_grad(np.einsum("ncl->c", grad_channels))
-            self.weight.accumulate_grad(np.einsum(
-                "ncl,ncl->c", grad_channels, x_hat.reshape(grad_channels.shape)))
-            grad_channels = grad_channels * self.weight.data[:, None]
-        grad_input = _row_normalize_backward(grad_channels.reshape(x_hat.shape), x_hat, inv_std)
-        return grad_input.reshape(grad.shape)
+        return _channel_affine_backward(self, grad_output, x_hat, inv_std, self.num_features)
 
     def extra_repr(self):
         args = [f"{self.num_features}"]
