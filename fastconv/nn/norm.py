@@ -30,6 +30,26 @@ def _no_affine(module):
     module.register_parameter("bias", None)
 
 
+def _per_channel_state(module, layer, num_features, eps, momentum, affine, track_running_stats,
+                       dtype):
+    """The settings, affine parameters and running-statistics buffers of BatchNorm and
+    InstanceNorm2d, PyTorch's names and initial values."""
+    module.num_features, module.eps, module.momentum = num_features, eps, momentum
+    module.affine, module.track_running_stats = affine, track_running_stats
+    dtype = _float_dtype(layer, dtype)
+    if affine:
+        _affine_parameters(module, num_features, dtype)
+    else:
+        _no_affine(module)
+    if track_running_stats:
+        module.register_buffer("running_mean", np.zeros(num_features, dtype))
+        module.register_buffer("running_var", np.ones(num_features, dtype))
+        module.register_buffer("num_batches_tracked", np.array(0, np.int64))
+    else:
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            module.register_buffer(name, None)
+
+
 def _row_normalize(rows, eps):
     """Normalise each row of rows (R, M): (x_hat (R, M) new array, inv_std (R,))."""
     count = rows.shape[1]
@@ -89,20 +109,8 @@ class _BatchNorm(Module):
         layer = type(self).__name__
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"{layer}: num_features must be a positive int, got {num_features!r}")
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        dtype = _float_dtype(layer, dtype)
-        if affine:
-            _affine_parameters(self, num_features, dtype)
-        else:
-            _no_affine(self)
-        if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype))
-            self.register_buffer("num_batches_tracked", np.array(0, np.int64))
-        else:
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                self.register_buffer(name, None)
+        _per_channel_state(self, layer, num_features, eps, momentum, affine, track_running_stats,
+                           dtype)
 
     def reset_running_stats(self):
         if self.track_running_stats:
@@ -346,20 +354,8 @@ class InstanceNorm2d(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
                  track_running_stats=False, *, dtype=None):
         super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        dtype = _float_dtype("InstanceNorm2d", dtype)
-        if affine:
-            _affine_parameters(self, num_features, dtype)
-        else:
-            _no_affine(self)
-        if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype))
-            self.register_buffer("num_batches_tracked", np.array(0, np.int64))
-        else:
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                self.register_buffer(name, None)
+        _per_channel_state(self, "InstanceNorm2d", num_features, eps, momentum, affine, track_running_stats,
+                           dtype)
 
     def forward(self, input):
         x = _float_input("InstanceNorm2d", input, self._dtype())
