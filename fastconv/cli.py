@@ -66,7 +66,7 @@ def _evaluate(args):
         raise CommandError(f"checkpoint {args.checkpoint!r} does not exist")
     result = evaluate(_data_dir(args), args.checkpoint, tta=args.tta)
     names = result["class_names"]
-    print(f"test accuracy {100 * result['accuracy']:.2f}%{' (flip TTA)' if args.tta else ''}")
+    print(f"test accuracy {100 * result['accuracy']:.2f}%{f' ({args.tta} TTA)' if args.tta else ''}")
     width = max(len(name) for name in names)
     for name, accuracy in zip(names, result["per_class"]):
         print(f"  {name:<{width}}  {100 * accuracy:6.2f}%")
@@ -120,19 +120,29 @@ networks), at most 3 repeats and 0.3 s of timed calls per figure, and the refere
 runs forward only, timed once without warm-up (its forward+backward is skipped)."""
 
 
+TTA_OPTION = dict(nargs="?", const="flip", choices=("flip", "flip-translate"),
+                  help="test-time augmentation: flip (the default with --tta alone) averages "
+                       "with the mirror images; flip-translate also with one-pixel shifts")
+
+
 def build_parser():
     parser = _Parser(prog="fastconv", description="A CNN engine for the CPU.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = commands.add_parser("train", help="train a model on CIFAR-10")
     train.add_argument("--data", help="CIFAR-10 directory or .tar.gz (default: $FASTCONV_DATA)")
-    train.add_argument("--model", default="fastnet", help="lenet5, allcnn-c, fastnet, fastnet-wide")
-    train.add_argument("--epochs", type=_positive_int, default=10)
-    train.add_argument("--batch-size", type=_positive_int, default=256)
-    train.add_argument("--lr", type=_non_negative_float, default=0.1,
-                       help="peak learning rate of the warm-up / linear-decay schedule")
-    train.add_argument("--momentum", type=_non_negative_float, default=0.9)
-    train.add_argument("--weight-decay", type=_non_negative_float, default=5e-4)
-    train.add_argument("--label-smoothing", type=_non_negative_float, default=0.2)
+    train.add_argument("--model", default="fastnet",
+                       help="lenet5, allcnn-c, fastnet, fastnet-wide, airnet, airnet-wide, "
+                            "net-s, net-m")
+    recipe = "(default: the model's recipe in fastconv.train.RECIPES: %s for fastnet, %s for airnet)"
+    train.add_argument("--epochs", type=_positive_int, help=recipe % (10, 10))
+    train.add_argument("--batch-size", type=_positive_int, help=recipe % (256, 1024))
+    train.add_argument("--lr", type=_non_negative_float,
+                       help="peak learning rate of the warm-up / linear-decay schedule "
+                            + recipe % (0.1, 1.5))
+    train.add_argument("--momentum", type=_non_negative_float, help=recipe % (0.9, 0.85))
+    train.add_argument("--weight-decay", type=_non_negative_float,
+                       help=recipe % ("5e-4", "1.33e-3"))
+    train.add_argument("--label-smoothing", type=_non_negative_float, help=recipe % (0.2, 0.2))
     train.add_argument("--threads", type=_positive_int, default=None,
                        help="threads for the kernels (default: all cores)")
     train.add_argument("--seed", type=_non_negative_int, default=0)
@@ -141,13 +151,13 @@ def build_parser():
     train.add_argument("--val-size", type=_non_negative_int, default=5000)
     train.add_argument("--subset", type=_positive_int, default=None,
                        help="train on this many training images only (quick runs)")
-    train.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    train.add_argument("--tta", **TTA_OPTION)
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="test accuracy of a checkpoint")
     evaluate.add_argument("--data", help="CIFAR-10 directory or .tar.gz (default: $FASTCONV_DATA)")
     evaluate.add_argument("--checkpoint", required=True)
-    evaluate.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    evaluate.add_argument("--tta", **TTA_OPTION)
     evaluate.set_defaults(run=_evaluate)
 
     summary = commands.add_parser("summary", help="per-layer table of a model")

@@ -3,8 +3,13 @@
 Each builder takes the layer namespace to build from: fastconv.nn by default, or
 torch.nn, whose layer names and signatures fastconv.nn shares. One definition builds
 both libraries' copies, so the networks compared in `fastconv bench` are identical by
-construction.
+construction (airnet, which needs a scaling layer torch.nn lacks, builds in fastconv only).
 """
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from fastconv import init
+from fastconv.nn import Module
 
 
 def _default_nn(nn):
@@ -113,8 +118,94 @@ def fastnet_wide(nn=None, num_classes=10):
     return fastnet(nn, num_classes, widths=(64, 256, 256))
 
 
+class _Scale(Module):
+    """y = x * factor, a constant."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, input):
+        return input * np.asarray(self.factor, input.dtype)
+
+    def backward(self, grad_output):
+        return grad_output * np.asarray(self.factor, grad_output.dtype)
+
+    def extra_repr(self):
+        return f"{self.factor:g}"
+
+
+def airnet(nn=None, num_classes=10, widths=(32, 128, 128)):
+    """The architecture of the airbench94 recipe (Keller Jordan, 2024) at half width.
+
+    A frozen 2x2 patch-whitening convolution (3 -> 24 channels, 31x31 output, its weights
+    set from the data by init_whitening; only its bias trains), then three blocks of
+    conv - max pool - BN - ReLU - conv - BN - ReLU at widths 32/128/128 (15x15, 7x7, 3x3),
+    a 3x3 max pool, a linear read-out without bias and a fixed 1/9 scale. The 3x3
+    convolutions start as identities on their first input channels (Dirac) plus the usual
+    random init on the rest; the BatchNorms have no trainable scale, so only their shifts
+    train. ReLU replaces airbench's GELU, which costs more than it gains on the CPU.
+    """
+    if nn is not None:
+        raise ValueError("airnet builds in fastconv.nn only")
+    import fastconv.nn as nn
+
+    def conv(c_in, c_out):
+        layer = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        init.dirac_(layer.weight.data[:c_in])
+        return layer
+
+    def norm(channels):
+        # PyTorch's momentum 0.4: running statistics follow the last few batches, which
+        # suits the few large steps of this recipe.
+        layer = nn.BatchNorm2d(channels, eps=1e-12, momentum=0.4)
+        layer.weight.requires_grad = False
+        return layer
+    whiten = nn.Conv2d(3, 24, 2, bias=True)
+    whiten.weight.requires_grad = False
+    init.zeros_(whiten.bias)
+    layers, c_in = [whiten, nn.ReLU()], 24
+    for width in widths:
+        layers += [conv(c_in, width), nn.MaxPool2d(2), norm(width), nn.ReLU(),
+                   conv(width, width), norm(width), nn.ReLU()]
+        c_in = width
+    layers += [nn.MaxPool2d(3), nn.Flatten(), nn.Linear(c_in, num_classes, bias=False),
+               _Scale(1 / 9)]
+    return nn.Sequential(*layers)
+
+
+def airnet_wide(nn=None, num_classes=10):
+    """airnet at airbench94's full widths (64, 256, 256)."""
+    return airnet(nn, num_classes, widths=(64, 256, 256))
+
+
+def init_whitening(conv, images, eps=5e-4):
+    """Set a k x k convolution with 2 * C * k * k outputs to whiten the k x k patches of images.
+
+    Its filters are the eigenvectors of the patches' second-moment matrix, each divided by
+    sqrt(eigenvalue + eps), followed by their negatives (so a ReLU after it keeps both
+    signs). images: (N, C, H, W) float, normalised as the network sees them.
+    """
+    weight = conv.weight.data
+    filters, channels, k_h, k_w = weight.shape
+    if filters != 2 * channels * k_h * k_w:
+        raise ValueError(f"init_whitening: a conv with {channels} input channels and a "
+                         f"{k_h}x{k_w} kernel needs {2 * channels * k_h * k_w} filters, "
+                         f"got {filters}")
+    moments = np.zeros((filters // 2, filters // 2))
+    count = 0
+    for start in range(0, len(images), 500):     # chunks bound the patch copy's memory
+        patches = sliding_window_view(images[start:start + 500], (k_h, k_w), axis=(2, 3))
+        rows = patches.transpose(0, 2, 3, 1, 4, 5).reshape(-1, filters // 2).astype(np.float64)
+        moments += rows.T @ rows
+        count += len(rows)
+    eigenvalues, eigenvectors = np.linalg.eigh(moments / count)
+    scaled = (eigenvectors / np.sqrt(eigenvalues + eps)).T[::-1]     # largest first
+    weight[...] = np.concatenate([scaled, -scaled]).reshape(weight.shape)
+
+
 MODELS = {"lenet5": lenet5, "allcnn-c": allcnn_c, "fastnet": fastnet, "fastnet-wide": fastnet_wide,
-          "net-s": net_s, "net-m": net_m}
+          "airnet": airnet, "airnet-wide": airnet_wide, "net-s": net_s, "net-m": net_m}
 
 
 def build(name, num_classes=10):

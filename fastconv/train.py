@@ -27,6 +27,29 @@ METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 EVAL_BATCH = 500
 
+# What `fastconv train` does for each model; command-line values override the first six.
+#   schedule: the learning rate starts at lr * start, rises linearly to lr at the fraction
+#     peak of training, then falls linearly to lr * end.
+#   norm_lr_scale: BatchNorm shifts train at lr * norm_lr_scale (weight decay / the same,
+#     so their decay per step is unchanged).
+#   decay_vectors: whether 1-D parameters (biases, BatchNorm shifts) get weight decay.
+#   augment: "crop-flip" (reflect-padded 4-pixel random crop, random flip) or
+#     "translate-altflip" (2-pixel crop; each image flipped in alternate epochs).
+#   lookahead: average the weights every 5 steps as airbench does (see _Lookahead).
+#   whiten_epochs: a whitening stem (init_whitening) whose bias trains this many epochs.
+_CLASSIC = dict(epochs=10, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4,
+                label_smoothing=0.2, schedule=(0.1, 0.25, 0.001), norm_lr_scale=1.0,
+                decay_vectors=False, augment="crop-flip", lookahead=False, whiten_epochs=None)
+# airbench94's hyperparameters in this loop's units (mean loss, coupled weight decay): its
+# lr 11.5 per 1024 examples at momentum 0.85 is 1.5 here, and its decay of 0.0153 per 1024
+# examples shrinks the weights by 0.2% per step at the peak, so weight_decay = 0.002 / 1.5.
+_AIRBENCH = dict(epochs=10, batch_size=1024, lr=1.5, momentum=0.85, weight_decay=0.002 / 1.5,
+                 label_smoothing=0.2, schedule=(0.2, 0.23, 0.07), norm_lr_scale=64.0,
+                 decay_vectors=True, augment="translate-altflip", lookahead=True,
+                 whiten_epochs=3)
+RECIPES = {name: _AIRBENCH if name.startswith("airnet") else _CLASSIC for name in models.MODELS}
+LOOKAHEAD_EVERY = 5
+
 
 def prepare_data(path, val_size, subset, seed):
     """CIFAR-10 split into train / validation / test, with the training statistics.
@@ -46,20 +69,39 @@ def prepare_data(path, val_size, subset, seed):
             "class_names": cifar.class_names}
 
 
-def predict(model, images, mean, std, tta=False):
-    """Logits of the model in eval mode, in batches; tta averages with the mirror images."""
+def _translations(batch):
+    """The batch shifted one pixel along each diagonal, edges reflected."""
+    padded = np.pad(batch, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+    height, width = batch.shape[2:]
+    return [np.ascontiguousarray(padded[:, :, top:top + height, left:left + width])
+            for top in (0, 2) for left in (0, 2)]
+
+
+def predict(model, images, mean, std, tta=None):
+    """Logits of the model in eval mode, in batches.
+
+    tta "flip" averages with the mirror images; "flip-translate" averages that, half and
+    half, with the mean of the flip average over the four one-pixel diagonal shifts.
+    """
     model.eval()
+
+    def flip_average(batch):
+        return (model(batch) + model(np.ascontiguousarray(batch[:, :, :, ::-1]))) / 2
     logits = []
     for start in range(0, len(images), EVAL_BATCH):
         batch = data.normalize(images[start:start + EVAL_BATCH], mean, std)
-        out = model(batch)
-        if tta:
-            out = (out + model(np.ascontiguousarray(batch[:, :, :, ::-1]))) / 2
+        if not tta:
+            out = model(batch)
+        else:
+            out = flip_average(batch)
+            if tta == "flip-translate":
+                shifted = sum(flip_average(shift) for shift in _translations(batch)) / 4
+                out = (out + shifted) / 2
         logits.append(out)
     return np.concatenate(logits)
 
 
-def evaluate_split(model, images, labels, mean, std, loss_fn, tta=False):
+def evaluate_split(model, images, labels, mean, std, loss_fn, tta=None):
     logits = predict(model, images, mean, std, tta)
     return {"loss": float(loss_fn(logits, labels)),
             "accuracy": float(np.mean(logits.argmax(axis=1) == labels))}
@@ -91,29 +133,104 @@ def _plot(run_dir, history):
     plt.close(figure)
 
 
-def _checkpoint(model, optimizer, scheduler, epoch, config, prepared, history):
+class _Lookahead:
+    """airbench's form of Lookahead (Zhang et al., 2019): every LOOKAHEAD_EVERY steps the
+    slow copy moves toward the weights, w_slow += (1 - decay) * (w - w_slow), and training
+    restarts from it. decay = 0.95 ** 5 * (step / total) ** 3 rises from 0 (plain SGD) to
+    0.77, and after the last step the network takes the slow weights (decay 1).
+    Parameters and floating buffers (BatchNorm's running statistics) are averaged."""
+
+    def __init__(self, model, total_steps):
+        self.total_steps = total_steps
+        self.slow = {name: array.copy() for name, array in self._state(model)}
+
+    @staticmethod
+    def _state(model):
+        for name, param in model.named_parameters():
+            yield name, param.data
+        for name, buffer in model.named_buffers():
+            if buffer.dtype.kind == "f":
+                yield name, buffer
+
+    def after_step(self, model, step):
+        """Call with the number of steps taken so far."""
+        if step == self.total_steps:
+            decay = 1.0
+        elif step % LOOKAHEAD_EVERY == 0:
+            decay = 0.95 ** 5 * (step / self.total_steps) ** 3
+        else:
+            return
+        for name, array in self._state(model):
+            slow = self.slow[name]
+            slow += (1 - decay) * (array - slow)
+            array[...] = slow
+
+
+def _checkpoint(model, optimizer, scheduler, lookahead, epoch, config, prepared, history):
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch, "config": config,
+            "lookahead": lookahead.slow if lookahead else {},
             "mean": prepared["mean"], "std": prepared["std"], "history": history,
             "random_state": json.dumps(random_state.default_generator().bit_generator.state)}
 
 
 def _schedule(optimizer, config, steps_per_epoch):
-    # A linear warm-up over the first quarter of training, then a linear decay to ~0:
-    # the piecewise-linear schedule of the fast CIFAR-10 recipes.
-    return OneCycleLR(optimizer, max_lr=config["lr"], epochs=config["epochs"],
-                      steps_per_epoch=steps_per_epoch, pct_start=0.25,
+    # The piecewise-linear warm-up and decay of the fast CIFAR-10 recipes.
+    start, peak, end = config["schedule"]
+    return OneCycleLR(optimizer, max_lr=[group["lr"] for group in optimizer.param_groups],
+                      epochs=config["epochs"],
+                      steps_per_epoch=steps_per_epoch, pct_start=peak,
                       anneal_strategy="linear", cycle_momentum=False,
-                      div_factor=10.0, final_div_factor=100.0)
+                      div_factor=1 / start, final_div_factor=start / end)
+
+
+def _optimizer(model, config):
+    """Nesterov SGD with one group per treatment: matrices, BatchNorm shifts, other vectors."""
+    norm_params = {id(param) for module in model.modules()
+                   if isinstance(module, nn.BatchNorm2d) for param in module.parameters()}
+    groups = {"weights": [], "norm": [], "vectors": []}
+    for param in model.parameters():
+        if param.ndim > 1:
+            groups["weights"].append(param)
+        else:
+            groups["norm" if id(param) in norm_params else "vectors"].append(param)
+    lr, decay, scale = config["lr"], config["weight_decay"], config["norm_lr_scale"]
+    vector_decay = decay if config["decay_vectors"] else 0.0
+    settings = [{"params": groups["weights"], "weight_decay": decay},
+                {"params": groups["norm"], "lr": lr * scale, "weight_decay": vector_decay / scale},
+                {"params": groups["vectors"], "weight_decay": vector_decay}]
+    return SGD([group for group in settings if group["params"]], lr=lr,
+               momentum=config["momentum"], nesterov=True)
+
+
+def _loaders(images, labels, mean, std, config):
+    """One BatchLoader per parity of the epoch number (the same in both for "crop-flip")."""
+    def normalize(batch, rng):
+        return data.normalize(batch, mean, std)
+    loader = partial(data.BatchLoader, batch_size=config["batch_size"], seed=config["seed"],
+                     drop_last=True)
+    if config["augment"] == "crop-flip":
+        augment = data.Compose(partial(data.random_crop, padding=4, mode="reflect"),
+                               data.horizontal_flip, normalize)
+        return [loader(images, labels, transform=augment)] * 2
+    # Alternating flip (airbench): a seeded half of the images is mirrored in even epochs,
+    # the other half in odd ones, so every image is seen both ways in any two epochs.
+    augment = data.Compose(partial(data.random_crop, padding=2, mode="reflect"), normalize)
+    flipped = data.horizontal_flip(images, np.random.default_rng(config["seed"]))
+    return [loader(flipped, labels, transform=augment),
+            loader(np.ascontiguousarray(flipped[:, :, :, ::-1]), labels, transform=augment)]
 
 
 def train(config, log=print):
     """Train a model as `fastconv train` does; returns the final metrics dict.
 
-    config is a dict with keys data, model, epochs, batch_size, lr, momentum,
-    weight_decay, label_smoothing, threads, seed, out, resume, val_size, subset, tta.
+    config is a dict with keys data, model, threads, seed, out, resume, val_size, subset,
+    tta and any of the RECIPES keys, which default to the model's recipe (as do keys
+    given as None).
     """
     started = time.perf_counter()
+    config = {**RECIPES[config["model"]],
+              **{key: value for key, value in config.items() if value is not None}}
     run_dir = config["out"]
     os.makedirs(run_dir, exist_ok=True)
     checkpoint_path = os.path.join(run_dir, CHECKPOINT)
@@ -128,36 +245,35 @@ def train(config, log=print):
     prepared = prepare_data(config["data"], config["val_size"], config["subset"], config["seed"])
     mean, std = prepared["mean"], prepared["std"]
     model = models.build(config["model"])
+    if config["whiten_epochs"] is not None:
+        models.init_whitening(model[0], data.normalize(prepared["train"][0][:5000], mean, std))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
-    augment = data.Compose(partial(data.random_crop, padding=4, mode="reflect"),
-                           data.horizontal_flip,
-                           lambda images, rng: data.normalize(images, mean, std))
-    loader = data.BatchLoader(*prepared["train"], config["batch_size"], seed=config["seed"],
-                              drop_last=True, transform=augment)
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim == 1 else decay).append(param)
-    optimizer = SGD([{"params": decay, "weight_decay": config["weight_decay"]},
-                     {"params": no_decay, "weight_decay": 0.0}],
-                    lr=config["lr"], momentum=config["momentum"], nesterov=True)
-    scheduler = _schedule(optimizer, config, len(loader))
+    loaders = _loaders(*prepared["train"], mean, std, config)
+    optimizer = _optimizer(model, config)
+    scheduler = _schedule(optimizer, config, len(loaders[0]))
+    lookahead = (_Lookahead(model, config["epochs"] * len(loaders[0]))
+                 if config["lookahead"] else None)
     history, first_epoch = [], 0
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        if lookahead:
+            lookahead.slow = dict(saved["lookahead"])
         random_state.default_generator().bit_generator.state = json.loads(saved["random_state"])
         history, first_epoch = list(saved["history"]), int(saved["epoch"]) + 1
         _write_metrics(run_dir, history)
         log(f"resuming {config['model']} after epoch {first_epoch} of {config['epochs']}")
     for epoch in range(first_epoch, config["epochs"]):
-        row = _train_epoch(model, loss_fn, optimizer, scheduler, loader, epoch, config)
-        for split in ("val",):
-            metrics = evaluate_split(model, *prepared[split], mean, std, loss_fn)
-            row[f"{split}_loss"], row[f"{split}_accuracy"] = metrics["loss"], metrics["accuracy"]
+        if config["whiten_epochs"] is not None:
+            model[0].bias.requires_grad = epoch < config["whiten_epochs"]
+        row = _train_epoch(model, loss_fn, optimizer, scheduler, lookahead,
+                           loaders[epoch % 2], epoch, config)
+        metrics = evaluate_split(model, *prepared["val"], mean, std, loss_fn)
+        row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
         history.append(row)
-        fastconv.save(_checkpoint(model, optimizer, scheduler, epoch, config, prepared, history),
-                      checkpoint_path)
+        fastconv.save(_checkpoint(model, optimizer, scheduler, lookahead, epoch, config,
+                                  prepared, history), checkpoint_path)
         _write_metrics(run_dir, history)
         log(f"epoch {epoch + 1}/{config['epochs']}: train loss {row['train_loss']:.4f} "
             f"accuracy {100 * row['train_accuracy']:.2f}%, val loss {row['val_loss']:.4f} "
@@ -170,19 +286,23 @@ def train(config, log=print):
               "tta": config["tta"], "wall_seconds": wall,
               "train_seconds": sum(row["seconds"] for row in history)}
     log(f"{config['model']}: test accuracy {100 * test['accuracy']:.2f}%"
-        f"{' (flip TTA)' if config['tta'] else ''} after {len(history)} epochs; "
+        f"{_tta_note(config['tta'])} after {len(history)} epochs; "
         f"wall time {wall:.0f} s ({result['train_seconds']:.0f} s training)")
     return result
 
 
-def _train_epoch(model, loss_fn, optimizer, scheduler, loader, epoch, config):
+def _tta_note(tta):
+    return f" ({'flip' if tta is True else tta} TTA)" if tta else ""
+
+
+def _train_epoch(model, loss_fn, optimizer, scheduler, lookahead, loader, epoch, config):
     model.train()
     start = time.perf_counter()
     seen = correct = 0
     loss_sum = 0.0
     bar = tqdm(loader.epoch(epoch), total=len(loader), unit="batch", leave=False,
                desc=f"epoch {epoch + 1}/{config['epochs']}")
-    for images, labels in bar:
+    for batch, (images, labels) in enumerate(bar, start=1):
         logits = model(images)
         loss = loss_fn(logits, labels)
         optimizer.zero_grad()
@@ -190,6 +310,8 @@ def _train_epoch(model, loss_fn, optimizer, scheduler, loader, epoch, config):
         optimizer.step()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
+        if lookahead:
+            lookahead.after_step(model, epoch * len(loader) + batch)
         seen += len(labels)
         correct += int(np.sum(logits.argmax(axis=1) == labels))
         loss_sum += loss * len(labels)

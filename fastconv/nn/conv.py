@@ -48,8 +48,16 @@ def _fold_affine(weight, bias, scale, shift):
     return folded, bias.astype(weight.dtype)
 
 
+def _output_mask(layer, input_gradient):
+    """Which of (input, weight, bias) gradients the layer's backward computes: frozen or
+    absent parameters get none."""
+    return (input_gradient, layer.weight.requires_grad,
+            layer.bias is not None and layer.bias.requires_grad)
+
+
 def _accumulate_gradients(layer, grad_weight, grad_bias):
-    layer.weight.accumulate_grad(grad_weight)
+    if grad_weight is not None:
+        layer.weight.accumulate_grad(grad_weight)
     if grad_bias is not None:
         layer.bias.accumulate_grad(grad_bias)
 
@@ -151,7 +159,7 @@ class Conv2d(Module):
             grad_output = F.relu_backward(grad_output, relu_output)
         grad_input, grad_weight, grad_bias = F.conv2d_backward(
             grad_output, input, self.weight.data, *self._geometry(), algo=self.algo,
-            output_mask=(input_gradient, True, self.bias is not None))
+            output_mask=_output_mask(self, input_gradient))
         _accumulate_gradients(self, grad_weight, grad_bias)
         return grad_input
 
@@ -251,7 +259,7 @@ class ConvTranspose2d(Module):
         input, output_padding = self._saved_for_backward()
         grad_input, grad_weight, grad_bias = F.conv_transpose2d_backward(
             grad_output, input, self.weight.data, self.stride, self.padding, output_padding,
-            self.groups, self.dilation, output_mask=(True, True, self.bias is not None))
+            self.groups, self.dilation, output_mask=_output_mask(self, True))
         _accumulate_gradients(self, grad_weight, grad_bias)
         return grad_input
 

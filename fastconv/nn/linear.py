@@ -59,9 +59,10 @@ class Linear(Module):
         grad = np.asarray(grad_output)
         grad_rows = grad.reshape(-1, self.out_features)
         with single_threaded_blas():
-            self.weight.accumulate_grad(grad_rows.T @ x.reshape(-1, self.in_features))
+            if self.weight.requires_grad:
+                self.weight.accumulate_grad(grad_rows.T @ x.reshape(-1, self.in_features))
             grad_input = grad @ self.weight.data
-        if self.bias is not None:
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate_grad(grad_rows.sum(axis=0))
         return grad_input
 

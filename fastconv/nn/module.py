@@ -36,17 +36,19 @@ class Parameter:
 
     .grad is None until a backward pass accumulates into it (and again after
     zero_grad(), as PyTorch's default set_to_none=True), then an array of .data's shape
-    and dtype.
+    and dtype. A parameter with requires_grad False is frozen: backward passes give it no
+    gradient (layers skip computing one), so optimizers leave it as it is.
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("data", "grad", "requires_grad")
 
-    def __init__(self, data):
+    def __init__(self, data, requires_grad=True):
         data = np.array(data, copy=True, order="C")
         if data.dtype not in FLOAT_DTYPES:
             raise TypeError(f"Parameter: data must be float32 or float64, got dtype {data.dtype}")
         self.data = data
         self.grad = None
+        self.requires_grad = bool(requires_grad)
 
     @property
     def shape(self):
@@ -65,7 +67,10 @@ class Parameter:
         return self.data.ndim
 
     def accumulate_grad(self, grad):
-        """self.grad += grad; the first gradient is taken over, not copied (pass a fresh array)."""
+        """self.grad += grad; the first gradient is taken over, not copied (pass a fresh array).
+        A frozen parameter (requires_grad False) ignores it."""
+        if not self.requires_grad:
+            return
         if self.grad is None:
             self.grad = np.ascontiguousarray(grad, dtype=self.data.dtype)
         else:
@@ -271,6 +276,12 @@ class Module:
             elif param.grad is not None:
                 param.grad.fill(0)
 
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (False) or unfreeze every parameter, as PyTorch's; returns self."""
+        for param in self.parameters():
+            param.requires_grad = bool(requires_grad)
+        return self
+
     def to(self, dtype):
         """Cast every float parameter and buffer to dtype (float32 or float64) in place.
 
@@ -466,15 +477,19 @@ class Sequential(Module):
         return grad_output
 
     def backward_parameters(self, grad_output):
-        """backward without the gradient of the input: the first module gets
+        """backward without the gradient of the input. The modules before the first one
+        with a trainable parameter need no backward at all (a frozen stem); that one gets
         backward_parameters."""
         modules = list(self._modules.values())
         fused = self.__dict__.get("_fused", ())
-        for index in reversed(range(1, len(modules))):
+        first = next((index for index, module in enumerate(modules)
+                      if any(param.requires_grad for param in module.parameters())), None)
+        if first is None:
+            return
+        for index in reversed(range(first + 1, len(modules))):
             if index not in fused:
                 grad_output = modules[index].backward(grad_output)
-        if modules:
-            modules[0].backward_parameters(grad_output)
+        modules[first].backward_parameters(grad_output)
 
 
 class Residual(Module):
