@@ -229,8 +229,9 @@ def train(config, log=print):
     given as None).
     """
     started = time.perf_counter()
-    config = {**RECIPES[config["model"]],
-              **{key: value for key, value in config.items() if value is not None}}
+    recipe = RECIPES[config["model"]]
+    config = {**config, **{key: value for key, value in recipe.items()
+                           if config.get(key) is None}}
     run_dir = config["out"]
     os.makedirs(run_dir, exist_ok=True)
     checkpoint_path = os.path.join(run_dir, CHECKPOINT)

@@ -373,3 +373,65 @@ def test_small_cnn_overfits_64_samples():
     logits = model(x)
     assert loss_fn(logits, y) < 0.05
     assert np.all(logits.argmax(axis=1) == y)
+
+
+# -- frozen parameters --------------------------------------------------------------------------
+
+def frozen_net(seed=0):
+    fastconv.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 2), nn.ReLU(), nn.Conv2d(4, 5, 3, padding=1),
+                         nn.BatchNorm2d(5), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 7 * 7, 3))
+
+
+def gradients(model, x, frozen=(), first_only=True):
+    for name, param in model.named_parameters():
+        param.requires_grad = name not in frozen
+    model.zero_grad()
+    out = model(x)
+    backward = model.backward_parameters if first_only else model.backward
+    backward(np.ones_like(out))
+    return {name: param.grad for name, param in model.named_parameters()}
+
+
+def test_frozen_parameters_get_no_gradient_and_the_rest_are_unchanged():
+    x = rng.standard_normal((2, 3, 8, 8))
+    full = gradients(frozen_net().to(np.float64), x)
+    frozen = ("0.weight", "3.weight", "6.bias")
+    partial = gradients(frozen_net().to(np.float64), x, frozen)
+    for name, grad in partial.items():
+        if name in frozen:
+            assert grad is None, name
+        else:
+            np.testing.assert_allclose(grad, full[name], rtol=1e-12, err_msg=name)
+
+
+def test_a_frozen_stem_runs_no_backward():
+    model = frozen_net().to(np.float64)
+    x = rng.standard_normal((2, 3, 8, 8))
+    full = gradients(model, x)
+    calls = []
+    stem = model[0]
+    object.__setattr__(stem, "backward_parameters", lambda grad: calls.append("stem"))
+    object.__setattr__(stem, "backward", lambda grad: calls.append("stem"))
+    partial = gradients(model, x, frozen=("0.weight", "0.bias"))
+    assert calls == [] and partial["0.weight"] is None and partial["0.bias"] is None
+    for name in ("2.weight", "2.bias", "6.weight"):
+        np.testing.assert_allclose(partial[name], full[name], rtol=1e-12, err_msg=name)
+    # The full backward still runs every module: only the input-free variant may skip.
+    gradients(model, x, frozen=("0.weight", "0.bias"), first_only=False)
+    assert calls == ["stem"]
+
+
+def test_requires_grad_and_the_optimizer_leave_frozen_parameters_alone():
+    model = frozen_net()
+    assert model.requires_grad_(False) is model
+    assert not any(param.requires_grad for param in model.parameters())
+    model[6].requires_grad_()
+    before = {name: param.data.copy() for name, param in model.named_parameters()}
+    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    out = model(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
+    model.backward_parameters(np.ones_like(out))
+    optimizer.step()
+    for name, param in model.named_parameters():
+        changed = not np.array_equal(param.data, before[name])
+        assert changed == name.startswith("6."), name

@@ -90,6 +90,41 @@ def test_evaluate_reports_per_class_accuracy_and_confusion(tmp_path):
     np.testing.assert_allclose(result["per_class"], confusion.diagonal() / confusion.sum(axis=1))
 
 
+@needs_data
+def test_airnet_resumes_bit_for_bit_through_the_command_line(tmp_path, monkeypatch):
+    # The whitening bias freezes after epoch 1, so the resumed epochs skip the stem.
+    monkeypatch.setitem(train.RECIPES, "airnet", {**train.RECIPES["airnet"], "whiten_epochs": 1})
+    def run(out, *extra):
+        argv = ["train", "--data", DATA, "--model", "airnet", "--epochs", "3",
+                "--batch-size", "100", "--lr", "0.2", "--threads", "2", "--seed", "5",
+                "--subset", "900", "--val-size", "100", "--out", str(out), *extra]
+        assert cli.main(argv) == 0
+    run(tmp_path / "straight")
+    real_save, saves = fastconv.save, []
+
+    def killed_in_epoch_2(obj, path):
+        saves.append(path)
+        if len(saves) == 2:
+            raise Interrupted
+        real_save(obj, path)
+    monkeypatch.setattr(fastconv, "save", killed_in_epoch_2)
+    with pytest.raises(Interrupted):
+        run(tmp_path / "resumed")
+    monkeypatch.setattr(fastconv, "save", real_save)
+    run(tmp_path / "resumed", "--resume")
+    expected = fastconv.load(str(tmp_path / "straight" / "checkpoint.npz"))
+    resumed = fastconv.load(str(tmp_path / "resumed" / "checkpoint.npz"))
+    assert expected["config"]["whiten_epochs"] == 1 and expected["config"]["lookahead"]
+    assert expected["epoch"] == resumed["epoch"] == 2
+    for part in ("model", "lookahead"):
+        assert expected[part].keys() == resumed[part].keys()
+        for key, value in expected[part].items():
+            np.testing.assert_array_equal(resumed[part][key], value, err_msg=f"{part} {key}")
+    for field in ("train_loss", "val_loss", "val_accuracy"):
+        assert [row[field] for row in resumed["history"]] == [
+            row[field] for row in expected["history"]]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "/no/such/dir", "--epochs", "1"], "does not exist"),
     (["train", "--data", DATA, "--model", "resnet9000"], "unknown model"),
