@@ -123,6 +123,8 @@ class Summary:
         (N, C, H, W) the model ran on.
     total_params : int
         Parameters of the model (each shared one counted once).
+    trainable_params : int
+        Those of them with requires_grad.
     total_flops : int
         Forward FLOPs for the whole batch.
     receptive_field : tuple or None
@@ -134,6 +136,8 @@ class Summary:
         self.input_shape = tuple(input_shape)
         self.rows = rows
         self.total_params = _count(model)
+        self.trainable_params = sum(param.size for param in model.parameters()
+                                    if param.requires_grad)
         self.total_flops = sum(row.flops for row in rows)
         spatial = [row.receptive_field for row in rows if row.receptive_field is not None]
         self.receptive_field = spatial[-1] if spatial else None
@@ -160,7 +164,8 @@ class Summary:
         rule = "-" * len(render(header))
         out = [f"{self.model_name} on input {self.input_shape}", rule, render(header), rule]
         out += [render(line) for line in lines]
-        out += [rule, f"Total params: {self.total_params:,}",
+        out += [rule, f"Total params: {self.total_params:,} "
+                      f"({self.trainable_params:,} trainable)",
                 f"Forward FLOPs: {self.total_flops:,} for batch {self.input_shape[0]} "
                 f"(a multiply-add counts as 2 FLOPs)",
                 f"Receptive field (last spatial layer): {self._field_text(self.receptive_field)}"

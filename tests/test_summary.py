@@ -73,3 +73,6 @@ def test_dilation_stride_residual_and_rectangular_fields():
     # Adaptive pooling to 1x1 covers the whole 6x5 map.
     assert rows["3"].receptive_field == (11 + 5 * 2, 7 + 4 * 2, 12, 10)
     assert result.total_params == sum(p.size for p in model.parameters())
+    assert result.trainable_params == result.total_params
+    model.requires_grad_(False)
+    assert fastconv.summary(model, (1, 12, 10)).trainable_params == 0
