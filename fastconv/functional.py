@@ -442,9 +442,23 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     shape = (*input.shape[:2], geometry.out_h, geometry.out_w)
     output = np.empty(shape, input.dtype)
     indices = np.empty(shape, np.int64)
-    _pool.max_pool2d_forward(input, output, indices, *geometry.kernel_args(),
-                             _plane_threads(shape))
+    if _whole_2x2_windows(geometry, input.shape):
+        _pool.max_pool2d_2x2_forward(input, output, indices, _plane_threads(shape))
+    else:
+        _pool.max_pool2d_forward(input, output, indices, *geometry.kernel_args(),
+                                 _plane_threads(shape))
     return output, indices
+
+
+def _whole_2x2_windows(geometry, input_shape):
+    """Whether max_pool2d_2x2_forward applies: kernel 2, stride 2, no padding or dilation,
+    and no window cut short by the input's edge (ceil_mode on an odd size cuts the last).
+
+    The kernel keeps offsets within a window in 32-bit ints, hence the bound on the width.
+    """
+    height, width = input_shape[2:]
+    return (geometry.kernel_args() == (2, 2, 2, 2, 0, 0, 1, 1)
+            and 2 * geometry.out_h <= height and 2 * geometry.out_w <= width < 2**31 - 1)
 
 
 def max_pool2d_backward(grad_output, indices, input_shape):

@@ -1,6 +1,7 @@
 """Pooling, unpooling and interpolate: kernels against the NumPy reference, the reference
 against naive loops and hand-computed values, gradients against finite differences.
 """
+import itertools
 import math
 
 import numpy as np
@@ -53,21 +54,25 @@ def random_array(rng, shape, dtype):
 
 # --- the fast path against the reference, random configurations --------------------------
 
+def assert_max_pool2d_matches_reference(rng, x, kwargs):
+    """max_pool2d and its backward (for a random grad_output) against the reference."""
+    output, indices = F.max_pool2d(x, **kwargs)
+    expected_output, expected_indices = R.max_pool2d(x, **kwargs)
+    context = f"{x.shape} {kwargs}"
+    np.testing.assert_array_equal(output, expected_output, err_msg=context)
+    np.testing.assert_array_equal(indices, expected_indices, err_msg=context)
+    assert output.dtype == x.dtype and indices.dtype == np.int64
+    grad_output = random_array(rng, output.shape, x.dtype)
+    assert_close(F.max_pool2d_backward(grad_output, indices, x.shape),
+                 R.max_pool2d_backward(grad_output, indices, x.shape), x.dtype, context)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_max_pool2d_matches_reference(dtype):
     rng = np.random.default_rng(1)
     for _ in range(N_RANDOM):
         shape, kwargs = random_pool_args(rng)
-        x = random_array(rng, shape, dtype)
-        output, indices = F.max_pool2d(x, **kwargs)
-        expected_output, expected_indices = R.max_pool2d(x, **kwargs)
-        context = f"{shape} {kwargs}"
-        np.testing.assert_array_equal(output, expected_output, err_msg=context)
-        np.testing.assert_array_equal(indices, expected_indices, err_msg=context)
-        assert output.dtype == dtype and indices.dtype == np.int64
-        grad_output = random_array(rng, output.shape, dtype)
-        assert_close(F.max_pool2d_backward(grad_output, indices, shape),
-                     R.max_pool2d_backward(grad_output, indices, shape), dtype, context)
+        assert_max_pool2d_matches_reference(rng, random_array(rng, shape, dtype), kwargs)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -211,6 +216,95 @@ def test_interpolate_matches_reference(dtype):
         grad_output = random_array(rng, output.shape, dtype)
         assert_close(F.interpolate_backward(grad_output, shape, **kwargs),
                      R.interpolate_backward(grad_output, shape, **kwargs), dtype, context)
+
+
+# --- max_pool2d's 2x2 stride-2 kernel ---------------------------------------------------------
+
+# Values that decide a window in every way there is: ties, -0.0 == +0.0, infinities, and
+# two NaNs told apart by their sign bit, since the output copies the winner's bits.
+SPECIAL_VALUES = [np.nan, np.copysign(np.nan, -1), -np.inf, -1.0, -0.0, 0.0, 1.0, np.inf]
+
+
+def bits(array):
+    return array.view(np.uint32 if array.dtype == np.float32 else np.uint64)
+
+
+def every_window_plane(rng, out_h, out_w, extra_h, extra_w, dtype):
+    """A (2 * out_h + extra_h, 2 * out_w + extra_w) plane whose 2x2 windows run through every
+    window of SPECIAL_VALUES in a random order; NaN where no window reaches."""
+    windows = np.array(list(itertools.product(SPECIAL_VALUES, repeat=4)), dtype)
+    windows = np.resize(rng.permutation(windows), (out_h, out_w, 2, 2))
+    plane = np.full((2 * out_h + extra_h, 2 * out_w + extra_w), np.nan, dtype)
+    plane[:2 * out_h, :2 * out_w] = windows.transpose(0, 2, 1, 3).reshape(2 * out_h, 2 * out_w)
+    return plane
+
+
+# Rows of 1-3 outputs run one at a time, 4-7 in one or two blocks of 4, 8 on in blocks of 8 with
+# one more block at the end unless 8 divides the row; odd sizes leave a row and a column out.
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("extra", [(0, 0), (1, 1), (0, 1)], ids=["even", "odd", "odd-W"])
+@pytest.mark.parametrize("out_w", [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31])
+def test_max_pool2d_2x2_kernel_matches_the_generic_kernel(out_w, extra, dtype):
+    rng = np.random.default_rng(out_w)
+    out_h = -(-len(SPECIAL_VALUES) ** 4 // out_w)
+    x = np.stack([[every_window_plane(rng, out_h, out_w, *extra, dtype) for _ in range(2)]
+                  for _ in range(2)])
+    shape = (2, 2, out_h, out_w)
+    output, indices = np.empty(shape, dtype), np.empty(shape, np.int64)
+    expected_output, expected_indices = np.empty(shape, dtype), np.empty(shape, np.int64)
+    _pool.max_pool2d_2x2_forward(x, output, indices, 2)
+    _pool.max_pool2d_forward(x, expected_output, expected_indices, 2, 2, 2, 2, 0, 0, 1, 1, 2)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(bits(output), bits(expected_output))
+    reference_output, reference_indices = R.max_pool2d(x, 2)
+    np.testing.assert_array_equal(indices, reference_indices)
+    np.testing.assert_array_equal(output, reference_output)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_max_pool2d_2x2_matches_reference(dtype):
+    rng = np.random.default_rng(25)
+    for _ in range(N_RANDOM):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 4)),
+                 int(rng.integers(2, 41)), int(rng.integers(2, 41)))
+        # Small integers tie often; a few NaNs and infinities among them.
+        x = rng.integers(-3, 4, size=shape).astype(dtype)
+        x[rng.random(shape) < 0.02] = np.nan
+        x[rng.random(shape) < 0.02] = -np.inf
+        assert_max_pool2d_matches_reference(
+            rng, x, dict(kernel_size=2, ceil_mode=bool(rng.random() < 0.5)))
+
+
+TWO_BY_TWO_DISPATCH = {
+    "k2": ((2, 3, 31, 31), dict(kernel_size=2), True),
+    "k2s2p0d1-spelled-out": ((1, 2, 8, 6), dict(kernel_size=(2, 2), stride=(2, 2), padding=0,
+                                                 dilation=(1, 1)), True),
+    "k2-1x1-output": ((1, 1, 2, 3), dict(kernel_size=2), True),
+    "k2-ceil-even": ((1, 2, 8, 6), dict(kernel_size=2, ceil_mode=True), True),
+    "k2-ceil-odd-H": ((1, 2, 7, 6), dict(kernel_size=2, ceil_mode=True), False),
+    "k2-ceil-odd-W": ((1, 2, 6, 31), dict(kernel_size=2, ceil_mode=True), False),
+    "k2s1": ((1, 2, 7, 6), dict(kernel_size=2, stride=1), False),
+    "k2s2x1": ((1, 2, 7, 6), dict(kernel_size=2, stride=(2, 1)), False),
+    "k2p1": ((1, 2, 7, 6), dict(kernel_size=2, padding=1), False),
+    "k2d2": ((1, 2, 7, 6), dict(kernel_size=2, dilation=2), False),
+    "k2x3s2": ((1, 2, 7, 6), dict(kernel_size=(2, 3), stride=2), False),
+}
+
+
+@pytest.mark.parametrize("case", TWO_BY_TWO_DISPATCH.values(), ids=list(TWO_BY_TWO_DISPATCH))
+def test_max_pool2d_takes_the_2x2_kernel_exactly_for_whole_2x2_windows(case, monkeypatch):
+    shape, kwargs, taken = case
+    calls = []
+    kernel = _pool.max_pool2d_2x2_forward
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return kernel(*args)
+
+    monkeypatch.setattr(_pool, "max_pool2d_2x2_forward", spy)
+    rng = np.random.default_rng(26)
+    assert_max_pool2d_matches_reference(rng, random_array(rng, shape, np.float32), kwargs)
+    assert calls == ([shape] if taken else [])
 
 
 # --- named edge cases ------------------------------------------------------------------------
@@ -747,6 +841,7 @@ def run_every_op(x, rng):
     output, indices = F.max_pool2d(x, 3, stride=2, padding=1)
     grad = rng.standard_normal(output.shape).astype(x.dtype)
     results += [output, indices, F.max_pool2d_backward(grad, indices, x.shape)]
+    results += F.max_pool2d(x, 2)
     output = F.avg_pool2d(x, 3, stride=1, padding=1, ceil_mode=True)
     results += [output, F.avg_pool2d_backward(output, x.shape, 3, 1, 1, ceil_mode=True)]
     output = F.adaptive_avg_pool2d(x, (3, 5))
