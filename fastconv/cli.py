@@ -199,6 +199,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"fastconv {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (fastconv evaluate | head): stop quietly, and point stdout
+        # at devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The training command end to end on the real CIFAR-10 copy beside the repository."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -145,3 +147,12 @@ def test_bad_numbers_exit_with_code_2(argv, capsys):
         cli.main(argv)
     assert exit_info.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    # As `fastconv summary ... | head -1` when head has gone: no traceback.
+    process = subprocess.Popen([sys.executable, "-m", "fastconv", "summary", "--model", "lenet5"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait() == 141 and error == ""
