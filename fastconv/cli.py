@@ -148,7 +148,9 @@ def build_parser():
     train.add_argument("--seed", type=_non_negative_int, default=0)
     train.add_argument("--out", default="runs/latest", help="run directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--val-size", type=_non_negative_int, default=5000)
+    train.add_argument("--val-size", type=_non_negative_int, default=5000,
+                       help="training images held out for validation after each epoch; 0 "
+                            "trains on them all and skips validation (default: 5000)")
     train.add_argument("--subset", type=_positive_int, default=None,
                        help="train on this many training images only (quick runs)")
     train.add_argument("--tta", **TTA_OPTION)

@@ -55,16 +55,19 @@ def prepare_data(path, val_size, subset, seed):
     """CIFAR-10 split into train / validation / test, with the training statistics.
 
     subset, if given, keeps that many training images (a seeded choice) before the split.
+    val_size 0 trains on them all; "val" is then None.
     """
     cifar = data.load_cifar10(path)
     images, labels = cifar.train_images, cifar.train_labels
     if subset:
         keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:subset])
         images, labels = images[keep], labels[keep]
-    train_images, train_labels, val_images, val_labels = data.train_val_split(
-        images, labels, val_size=val_size, seed=seed)
-    mean, std = data.channel_stats(train_images)
-    return {"train": (train_images, train_labels), "val": (val_images, val_labels),
+    validation = None
+    if val_size:
+        images, labels, *validation = data.train_val_split(images, labels, val_size=val_size,
+                                                           seed=seed)
+    mean, std = data.channel_stats(images)
+    return {"train": (images, labels), "val": validation,
             "test": (cifar.test_images, cifar.test_labels), "mean": mean, "std": std,
             "class_names": cifar.class_names}
 
@@ -118,7 +121,7 @@ def _plot(run_dir, history):
     import matplotlib.pyplot as plt
     epochs = [row["epoch"] for row in history]
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    for split in ("train", "val"):
+    for split in ("train", "val") if "val_loss" in history[0] else ("train",):
         loss_axes.plot(epochs, [row[f"{split}_loss"] for row in history], label=split)
         accuracy_axes.plot(epochs, [100 * row[f"{split}_accuracy"] for row in history],
                            label=split)
@@ -270,15 +273,19 @@ def train(config, log=print):
             model[0].bias.requires_grad = epoch < config["whiten_epochs"]
         row = _train_epoch(model, loss_fn, optimizer, scheduler, lookahead,
                            loaders[epoch % 2], epoch, config)
-        metrics = evaluate_split(model, *prepared["val"], mean, std, loss_fn)
-        row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
+        report = ""
+        if prepared["val"] is not None:
+            metrics = evaluate_split(model, *prepared["val"], mean, std, loss_fn)
+            row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
+            report = (f", val loss {row['val_loss']:.4f} accuracy "
+                      f"{100 * row['val_accuracy']:.2f}%")
         history.append(row)
         fastconv.save(_checkpoint(model, optimizer, scheduler, lookahead, epoch, config,
                                   prepared, history), checkpoint_path)
         _write_metrics(run_dir, history)
         log(f"epoch {epoch + 1}/{config['epochs']}: train loss {row['train_loss']:.4f} "
-            f"accuracy {100 * row['train_accuracy']:.2f}%, val loss {row['val_loss']:.4f} "
-            f"accuracy {100 * row['val_accuracy']:.2f}%, {row['images_per_second']:.0f} images/s")
+            f"accuracy {100 * row['train_accuracy']:.2f}%{report}, "
+            f"{row['images_per_second']:.0f} images/s")
     test = evaluate_split(model, *prepared["test"], mean, std, loss_fn, tta=config["tta"])
     if history:
         _plot(run_dir, history)

@@ -48,6 +48,18 @@ def test_one_epoch_on_a_subset_learns(tmp_path):
 
 
 @needs_data
+def test_val_size_0_trains_on_every_image_without_validation(tmp_path):
+    train.train(config(tmp_path, epochs=1, val_size=0), log=quiet)
+    saved = fastconv.load(str(tmp_path / "checkpoint.npz"))
+    row = saved["history"][0]
+    assert "val_loss" not in row and "val_accuracy" not in row
+    assert row["train_loss"] > 0 and (tmp_path / "curves.png").stat().st_size > 0
+    images = train.prepare_data(DATA, 0, 1200, 3)["train"][0]
+    assert len(images) == 1200
+    np.testing.assert_allclose(saved["mean"], fastconv.data.channel_stats(images)[0])
+
+
+@needs_data
 def test_resume_continues_bit_for_bit(tmp_path):
     train.train(config(tmp_path / "straight"), log=quiet)
     with pytest.raises(Interrupted):
