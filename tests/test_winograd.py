@@ -88,7 +88,7 @@ NAMED_LAYERS = [
     Layer(2, 4, 4, 6, 5, padding="valid", label="valid-string"),
     Layer(1, 1, 1, 3, 3, padding=0, label="one-output-pixel"),
     Layer(1, 40, 33, 7, 7, padding=1, label="channels-past-lanes"),
-    # 15x15 outputs are 16 tiles of 4x4 (64 of 2x2), so WINOGRAD_TILES = 256 puts 16 (4)
+    # 15x15 outputs are 16 tiles of 4x4 (64 of 2x2), so WINOGRAD_TILES = 128 puts 8 (2)
     # images in a block: 37 images are full blocks and a partial one.
     Layer(37, 3, 5, 15, 15, padding=1, label="several-blocks"),
     Layer(3, 6, 9, 9, 8, padding=1, bias=False, label="nobias"),
