@@ -163,8 +163,11 @@ def test_bad_numbers_exit_with_code_2(argv, capsys):
 
 def test_a_closed_output_pipe_ends_quietly():
     # As `fastconv summary ... | head -1` when head has gone: no traceback.
+    # cwd: `python -m` puts the working directory first on sys.path, so it must be where
+    # the package under test lives, not a source checkout without its compiled kernels.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
     process = subprocess.Popen([sys.executable, "-m", "fastconv", "summary", "--model", "lenet5"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=package_root)
     process.stdout.close()
     error = process.stderr.read().decode()
     assert process.wait() == 141 and error == ""
