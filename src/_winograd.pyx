@@ -73,6 +73,12 @@ cdef extern from "_transpose.h" nogil:
                                                   float* out, Py_ssize_t row_pitch,
                                                   Py_ssize_t plane_size)
 
+cdef extern from "_gemm_kernel.h" nogil:
+    enum: GEMM_KERNEL "FASTCONV_GEMM_KERNEL"
+    void sgemm_kernel "fastconv_sgemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                                       Py_ssize_t a_row, Py_ssize_t a_step, const float* b,
+                                       Py_ssize_t ldb, float* c, Py_ssize_t ldc, bint accumulate)
+
 cdef enum:
     # Transform points per tile: the 4x4 elements of a transformed F(2x2, 3x3) tile, the
     # 6x6 of an F(4x4, 3x3) one.
@@ -80,6 +86,41 @@ cdef enum:
     POINTS_4X4 = 36
     # Channels transformed together: one AVX register of float32.
     LANES = 8
+    # Columns of a block of _gemm_kernel.h's panel-stored B.
+    PANEL = 16
+
+
+cdef inline bint own_gemm(const floating* data) noexcept nogil:
+    """Whether point_gemm takes _gemm_kernel.h (float32 with AVX2) for data of this type
+    rather than BLAS, which re-packs both operands on every call. The transformed weights
+    are then stored in panels."""
+    return floating is float and GEMM_KERNEL
+
+
+cdef inline void point_gemm(bint trans_a, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                            const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                            bint accumulate, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """Row-major C (m, n) = op(A) @ B, or C += op(A) @ B with accumulate; n a multiple of
+    LANES; ldb = 0 for a B stored in panels (see weight_offset), which only
+    _gemm_kernel.h reads."""
+    if floating is float:
+        if own_gemm(a):
+            sgemm_kernel(m, n, k, a, 1 if trans_a else lda, lda if trans_a else 1, b, ldb, c,
+                         ldc, accumulate)
+            return
+    gemm(trans_a, False, <int>m, <int>n, <int>k, 1, a, <int>lda, b, <int>ldb, accumulate, c,
+         <int>ldc)
+
+
+cdef inline Py_ssize_t weight_offset(Py_ssize_t row, Py_ssize_t column, Py_ssize_t rows,
+                                     Py_ssize_t pitch, bint panels) noexcept nogil:
+    """Where element (row, column) of a transformed weight's (rows, pitch) matrix lies:
+    row-major, or with panels in blocks of PANEL columns (the last LANES wide when pitch
+    is not a multiple of PANEL), each block row-major and contiguous."""
+    cdef Py_ssize_t start = column - column % PANEL
+    if not panels:
+        return row * pitch + column
+    return start * rows + row * min(PANEL, pitch - start) + column - start
 
 
 cdef inline Py_ssize_t tile_points(Py_ssize_t tile) noexcept nogil:
@@ -96,6 +137,10 @@ cdef inline Py_ssize_t lane_pitch(Py_ssize_t channels) noexcept nogil:
     return (channels + LANES - 1) // LANES * LANES
 
 
+# Whether float32 transformed weights are stored in panels (see weight_offset).
+FLOAT32_PANELS = bool(GEMM_KERNEL)
+
+
 def round_up(Py_ssize_t channels):
     """channels rounded up to a whole number of LANES: the transformed weight's row pitch."""
     return lane_pitch(channels)
@@ -104,11 +149,16 @@ def round_up(Py_ssize_t channels):
 def workspace_size(Py_ssize_t in_channels, Py_ssize_t out_channels, Py_ssize_t out_h,
                    Py_ssize_t out_w, Py_ssize_t per_block, Py_ssize_t tile):
     """Elements of the workspace row per thread of conv2d_forward (the interleaved padded
-    planes, V and M) and of conv2d_backward_weight (the same, Z in M's place)."""
+    planes, V and M) and of conv2d_backward_weight (the same, Z in M's place).
+
+    The weight gradient's V and Z have LANES more values per tile than the points need:
+    its GEMMs walk down their columns, and a tile pitch that is a multiple of 4 KiB would
+    put all the rows in the same few L1 cache sets."""
     cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
     cdef Py_ssize_t columns = per_block * tiles_h * tiles_w
     return ((tile * tiles_h + 2) * (tile * tiles_w + 2) * LANES
-            + tile_points(tile) * columns * (lane_pitch(in_channels) + lane_pitch(out_channels)))
+            + columns * (tile_points(tile) * (lane_pitch(in_channels) + lane_pitch(out_channels))
+                         + 2 * LANES))
 
 
 cdef inline void kernel_transform(const floating* g, Py_ssize_t row_step, Py_ssize_t column_step,
@@ -543,28 +593,35 @@ def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] tr
     adjoint=False: transformed (points, C_in, round_up(C_out)) from weight[o, i], for the
     forward pass. adjoint=True: transformed (points, C_out, round_up(C_in)) from
     weight[o, i] rotated by 180 degrees, the kernel whose convolution with grad_output is
-    the input gradient. The columns past C_out (C_in) are zero.
+    the input gradient. The columns past C_out (C_in) are zero. Each point's matrix is
+    row-major, or in float32 with AVX2 stored in panels (see weight_offset), as
+    conv2d_forward reads it.
     """
     cdef Py_ssize_t points = transformed.shape[0]
     cdef Py_ssize_t rows = transformed.shape[1], pitch = transformed.shape[2]
     cdef Py_ssize_t columns = weight.shape[1] if adjoint else weight.shape[0]
     cdef Py_ssize_t point_pitch = rows * pitch
     cdef Py_ssize_t row, column, p
+    cdef floating* u = &transformed[0, 0, 0]
+    cdef bint panels = own_gemm(u)
     cdef const floating* kernel
     with nogil:
-        # A thread owns rows of the transformed matrices, written contiguously.
+        # A thread owns rows of the transformed matrices.
         for row in prange(rows, num_threads=n_threads, schedule="static"):
             for column in range(columns):
                 # The rotated kernel is the original read backwards from its last tap.
                 kernel = &weight[row, column, 2, 2] if adjoint else &weight[column, row, 0, 0]
                 if tile == 4:
                     kernel_transform_4x4(kernel, -3 if adjoint else 3, -1 if adjoint else 1,
-                                         &transformed[0, row, column], point_pitch)
+                                         u + weight_offset(row, column, rows, pitch, panels),
+                                         point_pitch)
                 else:
                     kernel_transform(kernel, -3 if adjoint else 3, -1 if adjoint else 1,
-                                     &transformed[0, row, column], point_pitch)
+                                     u + weight_offset(row, column, rows, pitch, panels),
+                                     point_pitch)
             for p in range(points):
-                memset(&transformed[p, row, 0] + columns, 0, (pitch - columns) * sizeof(floating))
+                for column in range(columns, pitch):
+                    u[p * point_pitch + weight_offset(row, column, rows, pitch, panels)] = 0
 
 
 def output_transform(const floating[:, :, ::1] products, const floating[::1] bias, bint relu,
@@ -630,10 +687,10 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1]
                                 transformed_input + b * tiles * points * in_pitch,
                                 points * in_pitch, in_pitch)
             for p in range(points):
-                gemm(False, False, <int>columns, <int>out_pitch, <int>in_channels,
-                     <floating>1, transformed_input + p * in_pitch, <int>(points * in_pitch),
-                     &transformed_weight[p, 0, 0], <int>out_pitch,
-                     <floating>0, products + p * out_pitch, <int>(points * out_pitch))
+                point_gemm(False, columns, out_pitch, in_channels,
+                           transformed_input + p * in_pitch, points * in_pitch,
+                           &transformed_weight[p, 0, 0], 0 if own_gemm(products) else out_pitch,
+                           False, products + p * out_pitch, points * out_pitch)
             for b in range(count):
                 if tile == 4:
                     output_tiles_4x4(products + b * tiles * points * out_pitch, out_channels,
@@ -672,6 +729,8 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
     cdef Py_ssize_t n_chunks = transformed_partials.shape[1]
     cdef Py_ssize_t partial_pitch = n_chunks * points * out_pitch
     cdef Py_ssize_t chunk, start, first, last, count, columns, b, p
+    # Tile pitches of V and Z: see workspace_size.
+    cdef Py_ssize_t v_pitch = points * in_pitch + LANES, z_pitch = points * out_pitch + LANES
     cdef floating* padded
     cdef floating* transformed_input
     cdef floating* transformed_gradient
@@ -685,32 +744,32 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
             while first < last:
                 count = min(per_block, last - first)
                 columns = count * tiles
-                transformed_gradient = transformed_input + columns * points * in_pitch
+                transformed_gradient = transformed_input + per_block * tiles * v_pitch
                 for b in range(count):
                     if tile == 4:
                         input_tiles_4x4(&input[first + b, 0, 0, 0], in_channels, height, width,
                                         pad_h, pad_w, tiles_h, tiles_w, padded,
-                                        transformed_input + b * tiles * points * in_pitch,
-                                        points * in_pitch, in_pitch)
+                                        transformed_input + b * tiles * v_pitch,
+                                        v_pitch, in_pitch)
                         gradient_tiles_4x4(&grad_output[first + b, 0, 0, 0], out_channels,
                                            out_h, out_w, tiles_h, tiles_w, padded,
-                                           transformed_gradient + b * tiles * points * out_pitch,
-                                           points * out_pitch, out_pitch)
+                                           transformed_gradient + b * tiles * z_pitch,
+                                           z_pitch, out_pitch)
                     else:
                         input_tiles(&input[first + b, 0, 0, 0], in_channels, height, width,
                                     pad_h, pad_w, tiles_h, tiles_w, padded,
-                                    transformed_input + b * tiles * points * in_pitch,
-                                    points * in_pitch, in_pitch)
+                                    transformed_input + b * tiles * v_pitch,
+                                    v_pitch, in_pitch)
                         gradient_tiles(&grad_output[first + b, 0, 0, 0], out_channels, out_h,
                                        out_w, tiles_h, tiles_w, padded,
-                                       transformed_gradient + b * tiles * points * out_pitch,
-                                       points * out_pitch, out_pitch)
+                                       transformed_gradient + b * tiles * z_pitch,
+                                       z_pitch, out_pitch)
                 for p in range(points):
-                    gemm(True, False, <int>in_channels, <int>out_pitch, <int>columns,
-                         <floating>1, transformed_input + p * in_pitch, <int>(points * in_pitch),
-                         transformed_gradient + p * out_pitch, <int>(points * out_pitch),
-                         <floating>(first != start), &transformed_partials[0, chunk, p, 0],
-                         <int>partial_pitch)
+                    point_gemm(True, in_channels, out_pitch, columns,
+                               transformed_input + p * in_pitch, v_pitch,
+                               transformed_gradient + p * out_pitch, z_pitch,
+                               first != start, &transformed_partials[0, chunk, p, 0],
+                               partial_pitch)
                 first = first + count
 
 

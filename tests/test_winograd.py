@@ -268,21 +268,40 @@ G = {2: np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 
 A_T = {2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]]),
        4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                     [0, 1, -1, 8, -8, 1]])}
+def unpanel(transformed):
+    """transformed's point matrices row-major, from the panels of float32 transformed
+    weights (blocks of 16 columns, the last 8 wide when the pitch is not a multiple of
+    16, each block row-major and contiguous)."""
+    if transformed.dtype != np.float32 or not _winograd.FLOAT32_PANELS:
+        return transformed
+    points, rows, pitch = transformed.shape
+    flat = transformed.reshape(points, rows * pitch)
+    blocks = [flat[:, start * rows:(start + width) * rows].reshape(points, rows, width)
+              for start in range(0, pitch, 16) for width in [min(16, pitch - start)]]
+    return np.concatenate(blocks, axis=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("tile_size", [2, 4], ids=["F2x2", "F4x4"])
 @pytest.mark.parametrize("adjoint", [False, True], ids=["forward", "adjoint"])
-def test_transform_weight_is_g_g_gt(adjoint, tile_size):
-    """transformed[p] holds (G g G^T)[p] for each kernel, zeros past the channels."""
-    out_channels, in_channels = 3, 10
+@pytest.mark.parametrize("columns", [10, 20, 33])
+def test_transform_weight_is_g_g_gt(columns, adjoint, tile_size, dtype):
+    """transformed[p] holds (G g G^T)[p] for each kernel, zeros past the channels; column
+    counts that end in a partial lane group, a whole one and a partial 16-column panel."""
+    rows = 3
+    out_channels, in_channels = (rows, columns) if adjoint else (columns, rows)
     weight = np.random.default_rng(0).standard_normal((out_channels, in_channels, 3, 3))
-    rows, columns = (out_channels, in_channels) if adjoint else (in_channels, out_channels)
     points = (tile_size + 2) ** 2
     assert _winograd.transform_points(tile_size) == points
-    transformed = np.full((points, rows, _winograd.round_up(columns)), np.nan)
-    _winograd.transform_weight(weight, transformed, adjoint, tile_size, 1)
+    transformed = np.full((points, rows, _winograd.round_up(columns)), np.nan, dtype)
+    _winograd.transform_weight(weight.astype(dtype), transformed, adjoint, tile_size, 1)
+    transformed = unpanel(transformed)
     kernels = weight[:, :, ::-1, ::-1] if adjoint else weight.transpose(1, 0, 2, 3)
     g = G[tile_size]
     expected = np.einsum("ai,rcij,bj->abrc", g, kernels, g).reshape(points, rows, columns)
-    np.testing.assert_allclose(transformed[:, :, :columns], expected, rtol=1e-14, atol=1e-14)
+    tolerance = 1e-14 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(transformed[:, :, :columns], expected, rtol=tolerance,
+                               atol=tolerance)
     assert not np.any(transformed[:, :, columns:])
 
 
