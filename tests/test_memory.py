@@ -51,6 +51,15 @@ def test_zeros_from_a_reused_block_are_zero(cache):
     assert not b.any()
 
 
+@pytest.mark.parametrize("make", [np.empty, np.zeros], ids=["empty", "zeros"])
+def test_blocks_of_4_mib_and_more_start_on_a_2_mib_boundary(cache, make):
+    """So that the system can back them with 2 MiB pages; fresh zeros are zero."""
+    a = make(4 * MIB + 3, np.uint8)
+    assert a.ctypes.data % (2 * MIB) == 0
+    if make is np.zeros:
+        assert not a.any()
+
+
 def test_small_arrays_bypass_the_cache(cache):
     before = fastconv.memory_cache_stats()
     for _ in range(10):
