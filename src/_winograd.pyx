@@ -161,28 +161,6 @@ def workspace_size(Py_ssize_t in_channels, Py_ssize_t out_channels, Py_ssize_t o
                          + 2 * LANES))
 
 
-cdef inline void kernel_transform(const floating* g, Py_ssize_t row_step, Py_ssize_t column_step,
-                                  floating* u, Py_ssize_t point_pitch) noexcept nogil:
-    """u[p * point_pitch] <- (G g G^T)[p] of F(2x2, 3x3) (G 4x3), in double; g[i, j] is
-    g[i * row_step + j * column_step]."""
-    cdef double rows[4][3]
-    cdef double g0, g1, g2
-    cdef Py_ssize_t i, j
-    for j in range(3):
-        g0 = g[j * column_step]
-        g1 = g[row_step + j * column_step]
-        g2 = g[2 * row_step + j * column_step]
-        rows[0][j] = g0
-        rows[1][j] = 0.5 * (g0 + g1 + g2)
-        rows[2][j] = 0.5 * (g0 - g1 + g2)
-        rows[3][j] = g2
-    for i in range(4):
-        u[(4 * i) * point_pitch] = <floating>rows[i][0]
-        u[(4 * i + 1) * point_pitch] = <floating>(0.5 * (rows[i][0] + rows[i][1] + rows[i][2]))
-        u[(4 * i + 2) * point_pitch] = <floating>(0.5 * (rows[i][0] - rows[i][1] + rows[i][2]))
-        u[(4 * i + 3) * point_pitch] = <floating>rows[i][2]
-
-
 cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_ssize_t height,
                                    Py_ssize_t width, Py_ssize_t pad_h, Py_ssize_t pad_w,
                                    Py_ssize_t padded_h, Py_ssize_t padded_w,
@@ -311,35 +289,6 @@ cdef inline void output_tiles(const floating* products, Py_ssize_t channels,
                         out[l * plane_size + out_w] = y[2][l]
                         if ow + 1 < out_w:
                             out[l * plane_size + out_w + 1] = y[3][l]
-
-
-cdef inline void kernel_transform_4x4(const floating* g, Py_ssize_t row_step,
-                                      Py_ssize_t column_step,
-                                      floating* u, Py_ssize_t point_pitch) noexcept nogil:
-    """u[p * point_pitch] <- (G g G^T)[p] of F(4x4, 3x3) (G 6x3), in double."""
-    cdef double rows[6][3]
-    cdef double g0, g1, g2
-    cdef Py_ssize_t i, j
-    for j in range(3):
-        g0 = g[j * column_step]
-        g1 = g[row_step + j * column_step]
-        g2 = g[2 * row_step + j * column_step]
-        rows[0][j] = g0 / 4
-        rows[1][j] = -(g0 + g1 + g2) / 6
-        rows[2][j] = -(g0 - g1 + g2) / 6
-        rows[3][j] = g0 / 24 + g1 / 12 + g2 / 6
-        rows[4][j] = g0 / 24 - g1 / 12 + g2 / 6
-        rows[5][j] = g2
-    for i in range(6):
-        g0 = rows[i][0]
-        g1 = rows[i][1]
-        g2 = rows[i][2]
-        u[(6 * i) * point_pitch] = <floating>(g0 / 4)
-        u[(6 * i + 1) * point_pitch] = <floating>(-(g0 + g1 + g2) / 6)
-        u[(6 * i + 2) * point_pitch] = <floating>(-(g0 - g1 + g2) / 6)
-        u[(6 * i + 3) * point_pitch] = <floating>(g0 / 24 + g1 / 12 + g2 / 6)
-        u[(6 * i + 4) * point_pitch] = <floating>(g0 / 24 - g1 / 12 + g2 / 6)
-        u[(6 * i + 5) * point_pitch] = <floating>g2
 
 
 cdef inline void bt6(const floating* x, Py_ssize_t stride, floating* o,
@@ -545,6 +494,59 @@ cdef inline void gradient_tiles(const floating* gradient, Py_ssize_t channels,
                         q[k * point_pitch + l] = z[k][l]
 
 
+cdef double SIXTH = 1.0 / 6
+
+
+cdef inline void g_lanes(const double* x, Py_ssize_t stride, double* o, Py_ssize_t out_stride,
+                         Py_ssize_t side) noexcept nogil:
+    """o[i * out_stride + l] = (G x)[i] for LANES lanes, x[j] at x[j * stride + l], with G
+    of F(2x2, 3x3) (side 4, G 4x3) or F(4x4, 3x3) (side 6, G 6x3)."""
+    cdef Py_ssize_t l
+    cdef double x0, x1, x2
+    for l in range(LANES):
+        x0 = x[l]
+        x1 = x[stride + l]
+        x2 = x[2 * stride + l]
+        # Multiplications by the reciprocals: vector divisions would take most of the time.
+        if side == 6:
+            o[l] = 0.25 * x0
+            o[out_stride + l] = -SIXTH * (x0 + x1 + x2)
+            o[2 * out_stride + l] = -SIXTH * (x0 - x1 + x2)
+            o[3 * out_stride + l] = SIXTH * (0.25 * x0 + 0.5 * x1 + x2)
+            o[4 * out_stride + l] = SIXTH * (0.25 * x0 - 0.5 * x1 + x2)
+            o[5 * out_stride + l] = x2
+        else:
+            o[l] = x0
+            o[out_stride + l] = 0.5 * (x0 + x1 + x2)
+            o[2 * out_stride + l] = 0.5 * (x0 - x1 + x2)
+            o[3 * out_stride + l] = x2
+
+
+cdef inline void kernel_transform(const floating* g, Py_ssize_t lane_step, Py_ssize_t count,
+                                  Py_ssize_t row_step, Py_ssize_t column_step, Py_ssize_t side,
+                                  floating* u, Py_ssize_t point_pitch) noexcept nogil:
+    """u[p * point_pitch + l] <- (G g_l G^T)[p] for LANES kernels g_l (zero for l >= count),
+    with G of F(2x2, 3x3) (side 4) or F(4x4, 3x3) (side 6), in double; g_l[i, j] is
+    g[l * lane_step + i * row_step + j * column_step]. Eight kernels at once, so that
+    the arithmetic and the stores are vectors."""
+    cdef double kernels[3][3][LANES]
+    cdef double columns[6][3][LANES]
+    cdef double v[POINTS_4X4][LANES]
+    cdef Py_ssize_t i, j, l, p
+    for i in range(3):
+        for j in range(3):
+            for l in range(LANES):
+                kernels[i][j][l] = (g[l * lane_step + i * row_step + j * column_step]
+                                    if l < count else 0)
+    for j in range(3):  # G g: column j
+        g_lanes(&kernels[0][j][0], 3 * LANES, &columns[0][j][0], 3 * LANES, side)
+    for i in range(side):  # (G g) G^T: row i
+        g_lanes(&columns[i][0][0], LANES, &v[side * i][0], LANES, side)
+    for p in range(side * side):
+        for l in range(LANES):
+            u[p * point_pitch + l] = <floating>v[p][l]
+
+
 cdef inline void gt4(const double* x, Py_ssize_t stride, double* o,
                      Py_ssize_t out_stride) noexcept nogil:
     """o[i * out_stride] = (G^T x)[i] (G^T 3x4, of F(2x2, 3x3)), x[j] at x[j * stride]."""
@@ -566,8 +568,7 @@ cdef inline void gt6(const double* x, Py_ssize_t stride, double* o,
 cdef inline void inverse_kernel_transform(const double* u, Py_ssize_t point_pitch,
                                           Py_ssize_t side, floating* g) noexcept nogil:
     """g (3x3, row-major) += G^T u G for u[p * point_pitch] (side x side, row-major), with
-    G of F(2x2, 3x3) (side 4) or F(4x4, 3x3) (side 6): the adjoint of kernel_transform
-    and kernel_transform_4x4."""
+    G of F(2x2, 3x3) (side 4) or F(4x4, 3x3) (side 6): the adjoint of kernel_transform."""
     cdef double rows[3][6]
     cdef double row[3]
     cdef Py_ssize_t i, j
@@ -597,31 +598,28 @@ def transform_weight(const floating[:, :, :, ::1] weight, floating[:, :, ::1] tr
     row-major, or in float32 with AVX2 stored in panels (see weight_offset), as
     conv2d_forward reads it.
     """
-    cdef Py_ssize_t points = transformed.shape[0]
     cdef Py_ssize_t rows = transformed.shape[1], pitch = transformed.shape[2]
     cdef Py_ssize_t columns = weight.shape[1] if adjoint else weight.shape[0]
     cdef Py_ssize_t point_pitch = rows * pitch
-    cdef Py_ssize_t row, column, p
+    cdef Py_ssize_t row, group, column
     cdef floating* u = &transformed[0, 0, 0]
     cdef bint panels = own_gemm(u)
+    # Consecutive columns: kernels weight[row, column + l] (adjoint) or weight[column + l, row].
+    cdef Py_ssize_t lane_step = 9 if adjoint else weight.shape[1] * 9
     cdef const floating* kernel
+    if pitch != lane_pitch(columns):
+        raise ValueError("transform_weight: transformed's last axis must be round_up(columns)")
     with nogil:
-        # A thread owns rows of the transformed matrices.
+        # A thread owns rows of the transformed matrices. Both layouts keep a lane group
+        # of a row contiguous; the lanes past the columns come out zero.
         for row in prange(rows, num_threads=n_threads, schedule="static"):
-            for column in range(columns):
+            for group in range(pitch // LANES):
+                column = group * LANES
                 # The rotated kernel is the original read backwards from its last tap.
                 kernel = &weight[row, column, 2, 2] if adjoint else &weight[column, row, 0, 0]
-                if tile == 4:
-                    kernel_transform_4x4(kernel, -3 if adjoint else 3, -1 if adjoint else 1,
-                                         u + weight_offset(row, column, rows, pitch, panels),
-                                         point_pitch)
-                else:
-                    kernel_transform(kernel, -3 if adjoint else 3, -1 if adjoint else 1,
-                                     u + weight_offset(row, column, rows, pitch, panels),
-                                     point_pitch)
-            for p in range(points):
-                for column in range(columns, pitch):
-                    u[p * point_pitch + weight_offset(row, column, rows, pitch, panels)] = 0
+                kernel_transform(kernel, lane_step, min(LANES, columns - column),
+                                 -3 if adjoint else 3, -1 if adjoint else 1, tile + 2,
+                                 u + weight_offset(row, column, rows, pitch, panels), point_pitch)
 
 
 def output_transform(const floating[:, :, ::1] products, const floating[::1] bias, bint relu,
