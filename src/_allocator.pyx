@@ -129,7 +129,7 @@ cdef void* fresh(size_t size) noexcept nogil:
         return malloc(size)
     if posix_memalign(&pointer, HUGE_PAGE, size) != 0:
         return NULL
-    madvise(pointer, (size + HUGE_PAGE - 1) // HUGE_PAGE * HUGE_PAGE, MADV_HUGEPAGE)
+    madvise(pointer, size, MADV_HUGEPAGE)
     return pointer
 
 
