@@ -17,8 +17,9 @@ def restore_num_threads():
 
 def test_build_info_keys_and_types():
     info = fastconv.build_info()
-    assert set(info) == {"openmp", "num_threads", "blas"}
+    assert set(info) == {"openmp", "winograd_gemm_kernel", "num_threads", "blas"}
     assert isinstance(info["openmp"], bool)
+    assert isinstance(info["winograd_gemm_kernel"], bool)
     assert type(info["num_threads"]) is int and info["num_threads"] >= 1
     assert info["num_threads"] == fastconv.get_num_threads()
     # The kernels call GEMM through BLAS, so at least one library must be reported.
