@@ -1,7 +1,7 @@
 """What the installed build can do."""
 from fastconv._openmp import openmp_enabled
 from fastconv._threads import blas_info, get_num_threads
-from fastconv._winograd import FLOAT32_PANELS
+from fastconv._winograd import FLOAT32_GEMM_KERNEL
 
 
 def build_info():
@@ -11,7 +11,7 @@ def build_info():
     import fastconv._conv_gemm  # noqa: F401  (loads the BLAS the kernels call)
     return {
         "openmp": openmp_enabled(),
-        "winograd_gemm_kernel": FLOAT32_PANELS,
+        "winograd_gemm_kernel": FLOAT32_GEMM_KERNEL,
         "num_threads": get_num_threads(),
         "blas": [{key: lib.get(key) for key in ("internal_api", "version", "filepath",
                                                 "num_threads", "threading_layer")}

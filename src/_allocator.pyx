@@ -145,9 +145,9 @@ cdef void* cached_calloc(void* ctx, size_t count, size_t item_size) noexcept nog
         return NULL
     if size >= MIN_BLOCK:
         pointer = take(size)
-    if pointer == NULL and size < HUGE_BLOCK:
-        return calloc(count, item_size)
     if pointer == NULL:
+        if size < HUGE_BLOCK:
+            return calloc(count, item_size)
         pointer = fresh(size)
     if pointer != NULL:
         memset(pointer, 0, size)

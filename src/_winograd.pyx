@@ -142,8 +142,9 @@ cdef inline Py_ssize_t lane_pitch(Py_ssize_t channels) noexcept nogil:
     return (channels + LANES - 1) // LANES * LANES
 
 
-# Whether float32 transformed weights are stored in panels (see weight_offset).
-FLOAT32_PANELS = bool(GEMM_KERNEL)
+# Whether float32 products use _gemm_kernel.h, and so store transformed weights in panels
+# (see weight_offset).
+FLOAT32_GEMM_KERNEL = bool(GEMM_KERNEL)
 
 
 def round_up(Py_ssize_t channels):

@@ -272,7 +272,7 @@ def unpanel(transformed):
     """transformed's point matrices row-major, from the panels of float32 transformed
     weights (blocks of 16 columns, the last 8 wide when the pitch is not a multiple of
     16, each block row-major and contiguous)."""
-    if transformed.dtype != np.float32 or not _winograd.FLOAT32_PANELS:
+    if transformed.dtype != np.float32 or not _winograd.FLOAT32_GEMM_KERNEL:
         return transformed
     points, rows, pitch = transformed.shape
     flat = transformed.reshape(points, rows * pitch)
