@@ -7,8 +7,9 @@ pairs, batches of one and of several blocks, with and without bias) in float32 a
 float64; each result is compared with the float64 reference on the same values. Beside
 that: the 1e-3 float32 bound on 128- and 256-channel layers, central finite differences,
 bitwise thread-count invariance, the kernel transform, the output transform and the
-weight gradient's inverse transform against their matrix definitions, the empty batch,
-and the ValueError for unsupported layers.
+weight gradient's inverse transform against their matrix definitions, the forward pass
+into a NaN-filled output (every tile written), the empty batch, and the ValueError for
+unsupported layers.
 """
 import functools
 import zlib
@@ -256,6 +257,24 @@ def test_results_do_not_depend_on_thread_count(layer, dtype, blocks, tile, resto
         results[threads] = run(layer, arrays)
     for name, actual, expected in zip(RESULT_NAMES, results[2], results[1]):
         assert_bitwise_equal(actual, expected, f"{name} with 2 threads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("tile_size", [2, 4], ids=["F2x2", "F4x4"])
+def test_forward_writes_every_output_tile(tile_size, dtype):
+    """One block of five images, 10 tiles of 4x4 each (27 of 2x2), into a NaN-filled
+    output: float32 transforms the products back in strips of 12 tiles, which cross the
+    images' boundaries, and a tile left out would stay NaN."""
+    layer = Layer(5, 8, 16, 5, 17)
+    (input, weight, bias, _), (expected, *_) = expected_results(layer, np.dtype(dtype))
+    transformed = np.empty((_winograd.transform_points(tile_size), 8, _winograd.round_up(16)),
+                           dtype)
+    _winograd.transform_weight(weight, transformed, False, tile_size, 1)
+    workspace = np.empty((1, _winograd.workspace_size(8, 16, 5, 17, 5, tile_size)), dtype)
+    output = np.full((5, 16, 5, 17), np.nan, dtype)
+    _winograd.conv2d_forward(input, transformed, bias, False, output, 1, 1, tile_size, 5,
+                             workspace, 1)
+    assert_close(output, expected, dtype, "output")
 
 
 # The kernel transforms of F(2x2, 3x3) and F(4x4, 3x3) (Lavin & Gray 2016).
