@@ -766,6 +766,57 @@ def relu_backward(grad_output, output):
     return grad_input
 
 
+def _gelu_approximate(fn, approximate):
+    """approximate checked: True for "tanh", False for "none"."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"{fn}: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return approximate == "tanh"
+
+
+def gelu(input, approximate="none"):
+    """x * Phi(x) element-wise, Phi the standard normal CDF, as torch.nn.functional.gelu.
+
+    Parameters
+    ----------
+    input : ndarray of any shape, float32 or float64
+    approximate : "none" or "tanh"
+        "none": 0.5 x (1 + erf(x / sqrt(2))); "tanh": 0.5 x (1 + tanh(sqrt(2 / pi)
+        (x + 0.044715 x^3))).
+
+    Returns
+    -------
+    output : ndarray of input's shape. float32 comes from vectorised approximations of
+        exp and erf (src/_gelu.h), within 1e-6 * max(1, |x|) of the float64 formula.
+    """
+    fn = "gelu"
+    tanh = _gelu_approximate(fn, approximate)
+    array = float_arrays(fn, input=input)["input"]
+    output = np.empty(array.shape, array.dtype)
+    _activation.gelu_forward(array.reshape(-1), output.reshape(-1), tanh,
+                             _chunk_threads(array.size))
+    return output
+
+
+def gelu_backward(grad_output, input, approximate="none"):
+    """Gradient of gelu with respect to its input: grad_output * (Phi(x) + x phi(x)), or
+    the derivative of the tanh form.
+
+    Parameters
+    ----------
+    grad_output, input : ndarrays of one shape and dtype
+    approximate : "none" or "tanh", as given to gelu
+    """
+    fn = "gelu_backward"
+    tanh = _gelu_approximate(fn, approximate)
+    arrays = float_arrays(fn, grad_output=grad_output, input=input)
+    grad_output, input = arrays["grad_output"], arrays["input"]
+    check_same_shape(fn, "grad_output", grad_output, "input", input)
+    grad_input = np.empty(input.shape, input.dtype)
+    _activation.gelu_backward(grad_output.reshape(-1), input.reshape(-1),
+                              grad_input.reshape(-1), tanh, _chunk_threads(input.size))
+    return grad_input
+
+
 # --- batch normalisation ---------------------------------------------------------------
 
 def native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps,

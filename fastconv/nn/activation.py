@@ -4,10 +4,8 @@ Each caches the one array its derivative needs: the output where the derivative 
 function of it (ReLU, Sigmoid, Tanh; the next layer usually keeps that array anyway,
 so caching it costs no memory), the sign mask (LeakyReLU) or the input (GELU).
 """
-import math
-
 import numpy as np
-from scipy.special import erf, expit
+from scipy.special import expit
 
 from fastconv import functional as F
 from fastconv.nn.module import Module, _float_input
@@ -68,14 +66,12 @@ class LeakyReLU(Module):
         return ", ".join(args + (["inplace=True"] if self.inplace else []))
 
 
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-
-
 class GELU(Module):
     """x * Phi(x), Phi the standard normal CDF, as torch.nn.GELU.
 
     approximate="none" uses the exact 0.5 * x * (1 + erf(x / sqrt(2))); "tanh" uses
-    0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3))). Shapes: any -> same.
+    0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3))). Compiled kernels
+    (fastconv.functional.gelu). Shapes: any -> same.
     """
 
     def __init__(self, approximate="none"):
@@ -87,21 +83,11 @@ class GELU(Module):
     def forward(self, input):
         x = _float_input("GELU", input)
         self._save_for_backward(x)
-        if self.approximate == "tanh":
-            return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
-        return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+        return F.gelu(x, self.approximate)
 
     def backward(self, grad_output):
         (x,) = self._saved_for_backward()
-        if self.approximate == "tanh":
-            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
-            derivative = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (
-                1 + 3 * 0.044715 * x * x)
-        else:
-            # Phi(x) + x * phi(x)
-            derivative = 0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(
-                2 * math.pi)
-        return grad_output * derivative
+        return F.gelu_backward(grad_output, x, self.approximate)
 
     def extra_repr(self):
         return "" if self.approximate == "none" else f"approximate={self.approximate!r}"
