@@ -134,7 +134,8 @@ def build_parser():
                        help="lenet5, allcnn-c, fastnet, fastnet-wide, airnet, airnet-wide, "
                             "net-s, net-m")
     recipe = "(default: the model's recipe in fastconv.train.RECIPES: %s for fastnet, %s for airnet)"
-    train.add_argument("--epochs", type=_positive_int, help=recipe % (10, 10))
+    train.add_argument("--epochs", type=_positive_int,
+                       help="(default: 10, the model's recipe in fastconv.train.RECIPES)")
     train.add_argument("--batch-size", type=_positive_int, help=recipe % (256, 1024))
     train.add_argument("--lr", type=_non_negative_float,
                        help="peak learning rate of the warm-up / linear-decay schedule "

@@ -104,3 +104,7 @@ def test_unknown_tta_exits_with_code_2(capsys):
         cli.main(["train", "--tta", "rotate"])
     assert exit_info.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_every_model_has_a_recipe():
+    assert set(train.RECIPES) == set(models.MODELS)
