@@ -36,6 +36,19 @@ def float_arrays(fn, **arrays):
 ACTIVATIONS = (None, "relu")
 
 
+# What native_batch_norm can apply in its own pass.
+BATCH_NORM_ACTIVATIONS = (None, "relu", "gelu", "gelu_tanh")
+
+
+def check_batch_norm_activation(fn, activation):
+    """activation, checked to be one of BATCH_NORM_ACTIVATIONS."""
+    if not (activation is None or isinstance(activation, str)) or (
+            activation not in BATCH_NORM_ACTIVATIONS):
+        raise ValueError(f"{fn}: activation must be one of {BATCH_NORM_ACTIVATIONS}, got "
+                         f"{activation!r}")
+    return activation
+
+
 def check_activation(fn, activation):
     """Whether a fused activation is asked for: True for "relu", False for None."""
     if not (activation is None or isinstance(activation, str)) or activation not in ACTIVATIONS:

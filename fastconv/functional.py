@@ -8,6 +8,7 @@ import numpy as np
 from fastconv import (_activation, _autotune, _batchnorm, _conv_direct, _conv_gemm, _interpolate,
                       _pool, _reduce, _winograd)
 from fastconv._checks import (check_activation, check_adaptive_pool2d, check_batch_norm,
+                              check_batch_norm_activation,
                               check_bias, check_conv2d, check_conv_transpose2d,
                               check_divisor_override, check_grad_output, check_interpolate,
                               check_pool2d, check_rank, check_same_shape, check_switches,
@@ -827,8 +828,9 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
     spatial axes, and blends them into running_mean / running_var in place (when given):
     running = (1 - momentum) * running + momentum * batch statistic, with the unbiased
     variance. Otherwise normalises with running_mean / running_var. activation="relu"
-    applies max(output, 0) in the same pass (None: no activation); batch_norm_backward
-    then takes the gradient through both given relu_output=output.
+    applies max(output, 0) in the same pass, "gelu" and "gelu_tanh" GELU (see gelu; None:
+    no activation); batch_norm_backward then takes the gradient through both, given
+    activation and, for "relu", relu_output=output.
 
     Returns
     -------
@@ -842,7 +844,7 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
                            for name in ("input", "weight", "bias"))
     check_batch_norm(fn, input, {"weight": weight, "bias": bias, "running_mean": running_mean,
                                  "running_var": running_var})
-    relu = check_activation(fn, activation)
+    activation = check_batch_norm_activation(fn, activation)
     batch, channels = input.shape[:2]
     values = input.reshape(batch, channels, -1)
     if not training:
@@ -854,8 +856,11 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
         shift = (0 if bias is None else bias) - running_mean * scale
         output = values * scale.astype(input.dtype)[:, None]
         output += shift.astype(input.dtype)[:, None]
-        if relu:
+        if activation == "relu":
             np.maximum(output, 0, out=output)
+        elif activation is not None:
+            _activation.gelu_forward(output.reshape(-1), output.reshape(-1),
+                                     activation == "gelu_tanh", _chunk_threads(output.size))
         empty = np.empty(0, np.float64)
         return output.reshape(input.shape), empty, empty
     count = batch * values.shape[2]
@@ -864,8 +869,8 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
                          f"input shape {input.shape}")
     output = np.empty_like(values)
     mean, var = np.empty(channels), np.empty(channels)
-    _batchnorm.forward_train(values, weight, bias, eps, relu, output, mean, var,
-                             kernel_threads(channels))
+    _batchnorm.forward_train(values, weight, bias, eps, _BATCH_NORM_CODES[activation], output,
+                             mean, var, kernel_threads(channels))
     if running_mean is not None:
         running_mean *= 1 - momentum
         running_mean += momentum * mean
@@ -882,8 +887,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                              momentum, eps)[0]
 
 
+# _batchnorm's codes for native_batch_norm's activations.
+_BATCH_NORM_CODES = {None: _batchnorm.NO_ACTIVATION, "relu": _batchnorm.RELU,
+                     "gelu": _batchnorm.GELU, "gelu_tanh": _batchnorm.GELU_TANH}
+
+
 def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
-                        output_mask=(True, True, True), *, relu_output=None):
+                        output_mask=(True, True, True), *, relu_output=None, activation=None,
+                        bias=None):
     """Gradients of training-mode batch normalisation with respect to input, weight and bias.
 
     Takes the batch statistics native_batch_norm returned. Returns (grad_input,
@@ -891,13 +902,22 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
     (no affine transform), and then grad_weight and grad_bias are None too.
     relu_output, the output of native_batch_norm(..., activation="relu"), takes the
     gradient through that ReLU as well, grad_output * (relu_output > 0) as nn.ReLU takes
-    it, without a separate pass.
+    it, without a separate pass (activation is then "relu" or None). activation="gelu"
+    or "gelu_tanh" takes it through native_batch_norm's GELU, from the normalised values
+    computed again, which needs the bias too when there is a weight.
     """
     fn = "batch_norm_backward"
-    arrays = float_arrays(fn, grad_output=grad_output, input=input, weight=weight,
+    arrays = float_arrays(fn, grad_output=grad_output, input=input, weight=weight, bias=bias,
                           relu_output=relu_output)
     grad_output, input, weight = arrays["grad_output"], arrays["input"], arrays["weight"]
-    relu_output = arrays["relu_output"]
+    relu_output, bias = arrays["relu_output"], arrays["bias"]
+    activation = check_batch_norm_activation(fn, activation)
+    if relu_output is not None and activation is None:
+        activation = "relu"
+    if (activation == "relu") != (relu_output is not None):
+        raise ValueError(f"{fn}: relu_output must be given with activation='relu', and only then")
+    if activation in ("gelu", "gelu_tanh") and (weight is None) != (bias is None):
+        raise ValueError(f"{fn}: GELU needs the bias exactly when there is a weight")
     check_batch_norm(fn, input, {"weight": weight, "save_mean": save_mean,
                                  "save_invstd": save_invstd})
     check_grad_output(fn, grad_output, input.shape)
@@ -908,13 +928,14 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
             raise ValueError(f"{fn}: relu_output must have the input's shape {input.shape}, "
                              f"got {relu_output.shape}")
         relu_output = relu_output.reshape(values.shape)
-    # The masked path keeps the masked gradient in grad_input between its two passes.
-    want_input = output_mask[0] or relu_output is not None
+    # With an activation, grad_input holds the gradient through it between the passes.
+    want_input = output_mask[0] or activation is not None
     grad_input = np.empty_like(values) if want_input else None
     grad_weight, grad_bias = np.empty(channels), np.empty(channels)
-    _batchnorm.backward(grad_output.reshape(values.shape), values, weight,
+    _batchnorm.backward(grad_output.reshape(values.shape), values, weight, bias,
                         np.asarray(save_mean, np.float64), np.asarray(save_invstd, np.float64),
-                        relu_output, grad_input, grad_weight, grad_bias, kernel_threads(channels))
+                        _BATCH_NORM_CODES[activation], relu_output, grad_input, grad_weight,
+                        grad_bias, kernel_threads(channels))
     affine = weight is not None
     return (grad_input.reshape(input.shape) if output_mask[0] else None,
             grad_weight.astype(input.dtype) if affine and output_mask[1] else None,

@@ -7,14 +7,7 @@ thread team. Each element is computed alone, so results do not depend on the thr
 count.
 """
 from cython.parallel cimport prange
-from libc.math cimport erf, exp, sqrt, tanh
-from _common cimport floating, rectify
-
-cdef extern from "_gelu.h" nogil:
-    void gelu_f32 "fastconv_gelu_f32"(const float* x, float* y, Py_ssize_t n, bint approximate)
-    void gelu_backward_f32 "fastconv_gelu_backward_f32"(const float* grad_output, const float* x,
-                                                        float* grad_input, Py_ssize_t n,
-                                                        bint approximate)
+from _common cimport floating, gelu, gelu_gradient, rectify
 
 cdef enum:
     # 128 KiB of float32: far more work than starting a thread costs, and still many
@@ -53,50 +46,27 @@ def relu_backward(const floating[::1] grad_output, const floating[::1] output,
                 grad_input[i] = grad_output[i] * (<floating>1 if output[i] > 0 else <floating>0)
 
 
-cdef inline double gelu_tanh_inner(double x) noexcept nogil:
-    """tanh(sqrt(2 / pi) (x + 0.044715 x^3)), the tanh approximation's inner function."""
-    return tanh(sqrt(2 / 3.141592653589793) * (x + 0.044715 * x * x * x))
-
-
 def gelu_forward(const floating[::1] input, floating[::1] output, bint approximate,
                  int n_threads):
     """output <- x Phi(x), Phi the standard normal CDF: 0.5 x (1 + erf(x / sqrt(2))), or
     with approximate its tanh form 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
-    float32 by _gelu.h's vectorised approximations, float64 by libm."""
-    cdef Py_ssize_t size = input.shape[0], n_chunks = chunk_count(size), chunk, i, start
-    cdef double x
+    float32 by _gelu.h's vectorised approximations, float64 by libm. output may be input."""
+    cdef Py_ssize_t size = input.shape[0], n_chunks = chunk_count(size), chunk, start, count
     with nogil:
         for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
             start = chunk * CHUNK
-            if floating is float:
-                gelu_f32(&input[start], &output[start], min(CHUNK, size - start), approximate)
-            else:
-                for i in range(start, min(start + CHUNK, size)):
-                    x = input[i]
-                    output[i] = 0.5 * x * (1 + (gelu_tanh_inner(x) if approximate
-                                                else erf(x / sqrt(2.0))))
+            count = min(CHUNK, size - start)
+            gelu(&input[start], &output[start], count, approximate)
 
 
 def gelu_backward(const floating[::1] grad_output, const floating[::1] input,
                   floating[::1] grad_input, bint approximate, int n_threads):
     """grad_input <- grad_output * GELU'(input): Phi(x) + x phi(x), or the derivative of
     the tanh form with approximate."""
-    cdef Py_ssize_t size = input.shape[0], n_chunks = chunk_count(size), chunk, i, start
-    cdef double x, t, derivative
+    cdef Py_ssize_t size = input.shape[0], n_chunks = chunk_count(size), chunk, start, count
     with nogil:
         for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
             start = chunk * CHUNK
-            if floating is float:
-                gelu_backward_f32(&grad_output[start], &input[start], &grad_input[start],
-                                  min(CHUNK, size - start), approximate)
-            else:
-                for i in range(start, min(start + CHUNK, size)):
-                    x = input[i]
-                    if approximate:
-                        t = gelu_tanh_inner(x)
-                        derivative = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * sqrt(
-                            2 / 3.141592653589793) * (1 + 3 * 0.044715 * x * x)
-                    else:
-                        derivative = (0.5 * (1 + erf(x / sqrt(2.0)))
-                                      + x * exp(-0.5 * x * x) / sqrt(2 * 3.141592653589793))
-                    grad_input[i] = grad_output[i] * derivative
+            count = min(CHUNK, size - start)
+            gelu_gradient(&grad_output[start], &input[start], &grad_input[start], count,
+                          approximate)

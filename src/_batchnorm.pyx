@@ -3,23 +3,34 @@
 
 A thread owns channels. Each kernel makes one pass for the per-channel sums (in double,
 so the variance can come from the sum of squares) and one pass for the output, where a
-NumPy composition makes five or more. A ReLU after the normalisation can be applied in
-the same pass (forward) and its gradient taken in the same passes (backward), which
-saves the ReLU layer's own two passes over the activations.
+NumPy composition makes five or more. A ReLU or GELU after the normalisation can be
+applied in the same pass (forward) and its gradient taken in the same passes (backward),
+which saves the activation layer's own two passes over the activations. GELU's backward
+recomputes its input from the normalisation's input rather than keeping it.
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from _common cimport dot, floating, rectify, total
+from _common cimport dot, floating, gelu, gelu_gradient, rectify, total
+
+# The activation argument: what follows the normalisation in the same pass.
+cpdef enum:
+    NO_ACTIVATION = 0
+    RELU = 1
+    GELU = 2
+    GELU_TANH = 3
 
 
 def forward_train(const floating[:, :, ::1] input, const floating[::1] weight,
-                  const floating[::1] bias, double eps, bint relu, floating[:, :, ::1] output,
-                  double[::1] mean, double[::1] var, int n_threads):
+                  const floating[::1] bias, double eps, int activation,
+                  floating[:, :, ::1] output, double[::1] mean, double[::1] var, int n_threads):
     """output <- (input - mean) / sqrt(var + eps) * weight + bias with the batch statistics,
-    which come back in mean and var (biased); then rectify(output) if relu (as
-    np.maximum(output, 0)). weight and bias may be None."""
+    which come back in mean and var (biased); then, by activation, rectify(output) (RELU,
+    as np.maximum(output, 0)) or GELU (GELU, GELU_TANH: as _activation.gelu_forward).
+    weight and bias may be None."""
     cdef Py_ssize_t batch = input.shape[0], channels = input.shape[1], length = input.shape[2]
     cdef bint affine = weight is not None
+    cdef bint relu = activation == RELU
+    cdef bint gelu_after = activation == GELU or activation == GELU_TANH
     cdef double count = batch * length
     cdef Py_ssize_t c, n, i
     cdef double sum_x, sum_squares, mu, variance
@@ -51,27 +62,35 @@ def forward_train(const floating[:, :, ::1] input, const floating[::1] weight,
                 else:
                     for i in range(length):
                         out_row[i] = row[i] * scale + shift
+                    if gelu_after:
+                        gelu(out_row, out_row, length, activation == GELU_TANH)
 
 
 def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] input,
-             const floating[::1] weight, const double[::1] mean, const double[::1] inv_std,
-             const floating[:, :, ::1] relu_output, floating[:, :, ::1] grad_input,
-             double[::1] grad_weight, double[::1] grad_bias, int n_threads):
-    """Gradients through forward_train with its batch statistics (mean, inv_std).
+             const floating[::1] weight, const floating[::1] bias, const double[::1] mean,
+             const double[::1] inv_std, int activation, const floating[:, :, ::1] relu_output,
+             floating[:, :, ::1] grad_input, double[::1] grad_weight, double[::1] grad_bias,
+             int n_threads):
+    """Gradients through forward_train with its batch statistics (mean, inv_std) and
+    activation.
 
     grad_weight[c] = sum(g * x_hat), grad_bias[c] = sum(g), and, if grad_input is not
     None, grad_input = weight * inv_std * (g - mean(g) - x_hat * mean(g * x_hat)).
-    weight may be None (no affine transform). With relu_output (the output of
-    forward_train with relu) g is grad_output * (relu_output > 0), as the ReLU layer
-    computes it; grad_input is then required, and holds g between the passes.
+    weight and bias may be None (no affine transform). With RELU, relu_output is
+    forward_train's output and g is grad_output * (relu_output > 0), as the ReLU layer
+    computes it; with GELU or GELU_TANH, g is grad_output times GELU's derivative at
+    the normalised values, which are computed again as forward_train computed them. With
+    an activation grad_input is required, and holds g between the passes.
     """
     cdef Py_ssize_t batch = input.shape[0], channels = input.shape[1], length = input.shape[2]
     cdef bint affine = weight is not None, want_input = grad_input is not None
-    cdef bint masked = relu_output is not None
+    cdef bint shifted = bias is not None
+    cdef bint relu = activation == RELU
+    cdef bint gelu_after = activation == GELU or activation == GELU_TANH
     cdef double count = batch * length
     cdef Py_ssize_t c, n, i
     cdef double sum_g, sum_gx, scale
-    cdef floating k_grad, k_input, k_const
+    cdef floating k_grad, k_input, k_const, normal_scale, normal_shift
     cdef const floating* g_row
     cdef const floating* x_row
     cdef const floating* y_row
@@ -80,9 +99,22 @@ def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] in
         for c in prange(channels, num_threads=n_threads, schedule="static"):
             sum_g = 0
             sum_gx = 0
+            # forward_train's scale and shift, in the same operations.
+            normal_scale = <floating>inv_std[c]
+            if affine:
+                normal_scale = normal_scale * weight[c]
+            normal_shift = <floating>(-mean[c]) * normal_scale + (bias[c] if shifted else 0)
             for n in range(batch):
                 g_row = &grad_output[n, c, 0]
-                if masked:
+                if gelu_after:
+                    # The gradient at the recomputed normalised row, summed while in cache.
+                    out_row = &grad_input[n, c, 0]
+                    x_row = &input[n, c, 0]
+                    for i in range(length):
+                        out_row[i] = x_row[i] * normal_scale + normal_shift
+                    gelu_gradient(g_row, out_row, out_row, length, activation == GELU_TANH)
+                    g_row = out_row
+                if relu:
                     # The masked row, summed while it is still in cache.
                     out_row = &grad_input[n, c, 0]
                     y_row = &relu_output[n, c, 0]
@@ -104,8 +136,9 @@ def backward(const floating[:, :, ::1] grad_output, const floating[:, :, ::1] in
             k_input = <floating>(-scale * inv_std[c] * inv_std[c] * sum_gx / count)
             k_const = <floating>(-scale * sum_g / count - k_input * mean[c])
             for n in range(batch):
-                g_row = &grad_input[n, c, 0] if masked else &grad_output[n, c, 0]
+                g_row = &grad_input[n, c, 0] if relu or gelu_after else &grad_output[n, c, 0]
                 x_row = &input[n, c, 0]
                 out_row = &grad_input[n, c, 0]
                 for i in range(length):
                     out_row[i] = k_grad * g_row[i] + k_input * x_row[i] + k_const
+

@@ -10,6 +10,15 @@ cdef extern from "_dot.h" nogil:
     double fastconv_sum_double(const double* a, Py_ssize_t n)
 
 
+cdef extern from "_gelu.h" nogil:
+    void fastconv_gelu_f32(const float* x, float* y, Py_ssize_t n, bint approximate)
+    void fastconv_gelu_f64(const double* x, double* y, Py_ssize_t n, bint approximate)
+    void fastconv_gelu_backward_f32(const float* grad_output, const float* x, float* grad_input,
+                                    Py_ssize_t n, bint approximate)
+    void fastconv_gelu_backward_f64(const double* grad_output, const double* x,
+                                    double* grad_input, Py_ssize_t n, bint approximate)
+
+
 cdef inline double dot(const floating* a, const floating* b, Py_ssize_t b_stride,
                        Py_ssize_t n) noexcept nogil:
     """sum(a[i] * b[i * b_stride] for i < n), in double."""
@@ -104,3 +113,22 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
     else:
         dgemm(&op_b, &op_a, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
               &beta, c, &ldc)
+
+
+cdef inline void gelu(const floating* x, floating* y, Py_ssize_t n,
+                      bint approximate) noexcept nogil:
+    """y[i] <- GELU(x[i]) for i < n (y may be x): exact, or its tanh form with approximate."""
+    if floating is float:
+        fastconv_gelu_f32(x, y, n, approximate)
+    else:
+        fastconv_gelu_f64(x, y, n, approximate)
+
+
+cdef inline void gelu_gradient(const floating* grad_output, const floating* x,
+                               floating* grad_input, Py_ssize_t n,
+                               bint approximate) noexcept nogil:
+    """grad_input[i] <- grad_output[i] * GELU'(x[i]) for i < n (grad_input may be x)."""
+    if floating is float:
+        fastconv_gelu_backward_f32(grad_output, x, grad_input, n, approximate)
+    else:
+        fastconv_gelu_backward_f64(grad_output, x, grad_input, n, approximate)

@@ -1,5 +1,5 @@
-"""Fused paths equal the unfused composition: BatchNorm + ReLU forward and backward, and
-Sequential handing a ReLU's work to the layer before it."""
+"""Fused paths equal the unfused composition: BatchNorm + ReLU and BatchNorm + GELU forward
+and backward, and Sequential handing a ReLU's or a GELU's work to the layer before it."""
 import numpy as np
 import pytest
 
@@ -60,7 +60,7 @@ def test_batch_norm_relu_backward_is_batch_norm_backward_of_the_masked_gradient(
 
 def test_bad_activation_and_relu_output_are_value_errors():
     x, weight, bias = batch_norm_case(np.float32)
-    for activation in ("gelu", "", 1):
+    for activation in ("GELU", "", 1):
         with pytest.raises(ValueError, match="batch_norm: activation must be one of"):
             F.native_batch_norm(x, weight, bias, None, None, True, 0.1, 1e-5,
                                 activation=activation)
@@ -70,6 +70,50 @@ def test_bad_activation_and_relu_output_are_value_errors():
     with pytest.raises(TypeError, match="relu_output"):
         F.batch_norm_backward(output, x, weight, mean, inv_std,
                               relu_output=output.astype(np.float64))
+    with pytest.raises(ValueError, match="relu_output must be given with activation='relu'"):
+        F.batch_norm_backward(output, x, weight, mean, inv_std, activation="relu")
+    with pytest.raises(ValueError, match="relu_output must be given with activation='relu'"):
+        F.batch_norm_backward(output, x, weight, mean, inv_std, relu_output=output,
+                              activation="gelu")
+    with pytest.raises(ValueError, match="GELU needs the bias"):
+        F.batch_norm_backward(output, x, weight, mean, inv_std, activation="gelu")
+
+
+GELUS = [("gelu", "none"), ("gelu_tanh", "tanh")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("activation, approximate", GELUS)
+def test_batch_norm_gelu_forward_is_gelu_of_batch_norm(activation, approximate, training, dtype):
+    x, weight, bias = batch_norm_case(dtype)
+    stats = [rng.standard_normal(6).astype(dtype), rng.uniform(0.5, 2, 6).astype(dtype)]
+    plain = F.native_batch_norm(x, weight, bias, *[s.copy() for s in stats], training, 0.1, 1e-5)
+    fused = F.native_batch_norm(x, weight, bias, *[s.copy() for s in stats], training, 0.1, 1e-5,
+                                activation=activation)
+    np.testing.assert_allclose(fused[0], F.gelu(plain[0], approximate), **tolerance(dtype))
+    for expected, got in zip(plain[1:], fused[1:]):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (2, 8, 1, 33), (9, 2, 4)])
+@pytest.mark.parametrize("activation, approximate", GELUS)
+def test_batch_norm_gelu_backward_is_batch_norm_backward_of_gelu_backward(
+        activation, approximate, dtype, affine, shape):
+    x, weight, bias = batch_norm_case(dtype, shape)
+    weight, bias = (weight, bias) if affine else (None, None)
+    normalised, mean, inv_std = F.native_batch_norm(x, weight, bias, None, None, True, 0.1, 1e-5)
+    grad = rng.standard_normal(shape).astype(dtype)
+    expected = F.batch_norm_backward(F.gelu_backward(grad, normalised, approximate), x, weight,
+                                     mean, inv_std)
+    got = F.batch_norm_backward(grad, x, weight, mean, inv_std, activation=activation, bias=bias)
+    for e, g in zip(expected, got):
+        if e is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, e, **tolerance(dtype))
 
 
 def unfused_run(model, x, grad):
@@ -111,6 +155,26 @@ def test_sequential_fuses_batch_norm_and_relu_like_the_composition(dtype):
                              nn.Flatten(), nn.Linear(5 * 4 * 4, 3), nn.ReLU()).to(dtype)
     assert_training_step_matches_the_composition(
         build, rng.standard_normal((6, 3, 6, 6)).astype(dtype), [2, 5])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sequential_fuses_batch_norm_and_gelu_like_the_composition(dtype):
+    def build():
+        fastconv.manual_seed(3)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.GELU(),
+                             nn.Conv2d(4, 5, 3), nn.BatchNorm2d(5), nn.GELU(approximate="tanh"),
+                             nn.Conv2d(5, 2, 1), nn.GELU(),  # not fused: conv2d fuses ReLU only
+                             nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).to(dtype)
+    assert_training_step_matches_the_composition(
+        build, rng.standard_normal((6, 3, 6, 6)).astype(dtype), [2, 5])
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_fused_batch_norm_gelu_passes_gradcheck(approximate):
+    fastconv.manual_seed(5)
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.GELU(approximate)).double()
+    assert gradcheck(model, rng.standard_normal((4, 3, 3, 3)))
+    assert model._fused == [1]
 
 
 def test_fused_batch_norm_relu_passes_gradcheck():

@@ -161,6 +161,8 @@ class Module:
     # backward then takes the gradient through it: Sequential hands such a module the work
     # of a ReLU that follows it.
     fuses_relu = False
+    # Whether forward takes gelu="none" / "tanh" and applies a following GELU itself.
+    fuses_gelu = False
     # Whether forward(x, affine=(scale, shift)) also computes output * scale + shift per
     # output channel, folded into its weights (eval mode only): Sequential folds a
     # following module whose _eval_affine() says it is such a map into it.
@@ -444,11 +446,11 @@ class Sequential(Module):
         return items[index][1]
 
     def forward(self, x):
-        """The modules in order, with two fusions that save whole passes over the
-        activations: an eval-mode per-channel affine map (BatchNorm2d) after a module that
-        folds_affine is folded into its weights, and a ReLU right after a module that
-        fuses_relu is applied by that module while it writes its output."""
-        from fastconv.nn.activation import ReLU  # activation imports this module
+        """The modules in order, with fusions that save whole passes over the activations:
+        an eval-mode per-channel affine map (BatchNorm2d) after a module that folds_affine
+        is folded into its weights, and a ReLU (GELU) right after a module that fuses_relu
+        (fuses_gelu) is applied by that module while it writes its output."""
+        from fastconv.nn.activation import GELU, ReLU  # activation imports this module
         modules = list(self._modules.values())
         fused = []
         index = 0
@@ -458,9 +460,12 @@ class Sequential(Module):
                 affine = modules[index + 1]._eval_affine(module.out_channels)
                 if affine is not None:
                     options["affine"], taken = affine, 2
-            if (module.fuses_relu and index + taken < len(modules)
-                    and type(modules[index + taken]) is ReLU):
+            following = modules[index + taken] if index + taken < len(modules) else None
+            if module.fuses_relu and type(following) is ReLU:
                 options["relu"] = True
+                taken += 1
+            elif module.fuses_gelu and type(following) is GELU:
+                options["gelu"] = following.approximate
                 taken += 1
             x = module(x, **options)
             fused += range(index + 1, index + taken)

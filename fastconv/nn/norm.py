@@ -102,6 +102,7 @@ class _BatchNorm(Module):
 
     _input_layout = ""
     fuses_relu = True
+    fuses_gelu = True
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, *, dtype=None):
@@ -127,9 +128,10 @@ class _BatchNorm(Module):
                              f"{self.num_features}, got shape {input.shape}")
         return input.reshape(input.shape[0], self.num_features, -1)
 
-    def forward(self, input, *, relu=False):
+    def forward(self, input, *, relu=False, gelu=None):
         """relu=True also applies max(., 0) in the same pass (a following ReLU fused by
-        Sequential); backward then takes the gradient through it."""
+        Sequential), gelu="none" or "tanh" a GELU of that approximation; backward then
+        takes the gradient through it."""
         x = self._channels_view(input)
         use_batch_stats = self.training or not self.track_running_stats
         factor = 0.0
@@ -139,21 +141,24 @@ class _BatchNorm(Module):
             factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
                       else self.momentum)
         running = self.training and self.track_running_stats
+        activation = "relu" if relu else None if gelu is None else (
+            "gelu_tanh" if gelu == "tanh" else "gelu")
         output, mean, inv_std = F.native_batch_norm(
             x, self.weight.data if self.affine else None, self.bias.data if self.affine else None,
             self.running_mean if running or not use_batch_stats else None,
             self.running_var if running or not use_batch_stats else None,
-            use_batch_stats, factor, self.eps, activation="relu" if relu else None)
+            use_batch_stats, factor, self.eps, activation=activation)
         if use_batch_stats:
-            self._save_for_backward(x, mean, inv_std, output if relu else None)
+            self._save_for_backward(x, mean, inv_std, activation, output if relu else None)
         return output.reshape(np.shape(input))
 
     def backward(self, grad_output):
         """Gradient w.r.t. the input (batch statistics); accumulates weight and bias gradients."""
-        x, mean, inv_std, relu_output = self._saved_for_backward()
+        x, mean, inv_std, activation, relu_output = self._saved_for_backward()
         grad_input, grad_weight, grad_bias = F.batch_norm_backward(
             np.asarray(grad_output).reshape(x.shape), x, self.weight.data if self.affine else None,
-            mean, inv_std, relu_output=relu_output)
+            mean, inv_std, relu_output=relu_output, activation=activation,
+            bias=self.bias.data if self.affine else None)
         if self.affine:
             self.weight.accumulate_grad(grad_weight)
             self.bias.accumulate_grad(grad_bias)
