@@ -97,6 +97,10 @@ def _channel_affine_backward(module, grad_output, x_hat, inv_std, channels):
     return grad_input.reshape(grad.shape)
 
 
+# native_batch_norm's activation for forward's gelu argument (GELU's approximate).
+_GELU_ACTIVATIONS = {None: None, "none": "gelu", "tanh": "gelu_tanh"}
+
+
 class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d: statistics per channel over (N, *spatial)."""
 
@@ -141,8 +145,7 @@ class _BatchNorm(Module):
             factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
                       else self.momentum)
         running = self.training and self.track_running_stats
-        activation = "relu" if relu else None if gelu is None else (
-            "gelu_tanh" if gelu == "tanh" else "gelu")
+        activation = "relu" if relu else _GELU_ACTIVATIONS[gelu]
         output, mean, inv_std = F.native_batch_norm(
             x, self.weight.data if self.affine else None, self.bias.data if self.affine else None,
             self.running_mean if running or not use_batch_stats else None,
