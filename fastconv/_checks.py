@@ -40,20 +40,11 @@ ACTIVATIONS = (None, "relu")
 BATCH_NORM_ACTIVATIONS = (None, "relu", "gelu", "gelu_tanh")
 
 
-def check_batch_norm_activation(fn, activation):
-    """activation, checked to be one of BATCH_NORM_ACTIVATIONS."""
-    if not (activation is None or isinstance(activation, str)) or (
-            activation not in BATCH_NORM_ACTIVATIONS):
-        raise ValueError(f"{fn}: activation must be one of {BATCH_NORM_ACTIVATIONS}, got "
-                         f"{activation!r}")
+def check_activation(fn, activation, allowed=ACTIVATIONS):
+    """activation, checked to be one of allowed (conv2d's ACTIVATIONS by default)."""
+    if not (activation is None or isinstance(activation, str)) or activation not in allowed:
+        raise ValueError(f"{fn}: activation must be one of {allowed}, got {activation!r}")
     return activation
-
-
-def check_activation(fn, activation):
-    """Whether a fused activation is asked for: True for "relu", False for None."""
-    if not (activation is None or isinstance(activation, str)) or activation not in ACTIVATIONS:
-        raise ValueError(f"{fn}: activation must be one of {ACTIVATIONS}, got {activation!r}")
-    return activation == "relu"
 
 
 def check_rank(fn, name, array, rank, layout):

@@ -7,9 +7,8 @@ import numpy as np
 
 from fastconv import (_activation, _autotune, _batchnorm, _conv_direct, _conv_gemm, _interpolate,
                       _pool, _reduce, _winograd)
-from fastconv._checks import (check_activation, check_adaptive_pool2d, check_batch_norm,
-                              check_batch_norm_activation,
-                              check_bias, check_conv2d, check_conv_transpose2d,
+from fastconv._checks import (BATCH_NORM_ACTIVATIONS, check_activation, check_adaptive_pool2d,
+                              check_batch_norm, check_bias, check_conv2d, check_conv_transpose2d,
                               check_divisor_override, check_grad_output, check_interpolate,
                               check_pool2d, check_rank, check_same_shape, check_switches,
                               check_unpool2d, check_unpool2d_backward, float_arrays, shape_tuple)
@@ -107,7 +106,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
     geometry = check_conv2d("conv2d", input, weight, stride, padding, dilation, groups)
     check_bias("conv2d", bias, weight.shape[0])
-    relu = check_activation("conv2d", activation)
+    relu = check_activation("conv2d", activation) == "relu"
     algo = _conv_algorithm("conv2d", algo, input, weight, geometry, None,
                            lambda candidate: conv2d(input, weight, bias, stride, padding,
                                                     dilation, groups, algo=candidate,
@@ -844,7 +843,7 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
                            for name in ("input", "weight", "bias"))
     check_batch_norm(fn, input, {"weight": weight, "bias": bias, "running_mean": running_mean,
                                  "running_var": running_var})
-    activation = check_batch_norm_activation(fn, activation)
+    activation = check_activation(fn, activation, BATCH_NORM_ACTIVATIONS)
     batch, channels = input.shape[:2]
     values = input.reshape(batch, channels, -1)
     if not training:
@@ -911,7 +910,7 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
                           relu_output=relu_output)
     grad_output, input, weight = arrays["grad_output"], arrays["input"], arrays["weight"]
     relu_output, bias = arrays["relu_output"], arrays["bias"]
-    activation = check_batch_norm_activation(fn, activation)
+    activation = check_activation(fn, activation, BATCH_NORM_ACTIVATIONS)
     if relu_output is not None and activation is None:
         activation = "relu"
     if (activation == "relu") != (relu_output is not None):
