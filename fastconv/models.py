@@ -95,7 +95,7 @@ def fastnet(nn=None, num_classes=10, widths=(32, 64, 128)):
     """A small residual-free network tuned for accuracy per CPU-minute.
 
     After the fast CIFAR-10 recipes (airbench): a stem convolution, then three blocks
-    of conv - max pool - BN - ReLU - conv - BN - ReLU, each halving the resolution and
+    of conv - max pool - BN - GELU - conv - BN - GELU, each halving the resolution and
     widening, a global max pool and a linear read-out. All 3x3 convolutions at
     stride 1 with >= 32 channels: the shape the GEMM kernels run best.
     """
@@ -140,11 +140,11 @@ def airnet(nn=None, num_classes=10, widths=(32, 128, 128)):
 
     A frozen 2x2 patch-whitening convolution (3 -> 24 channels, 31x31 output, its weights
     set from the data by init_whitening; only its bias trains), then three blocks of
-    conv - max pool - BN - ReLU - conv - BN - ReLU at widths 32/128/128 (15x15, 7x7, 3x3),
+    conv - max pool - BN - GELU - conv - BN - GELU at widths 32/128/128 (15x15, 7x7, 3x3),
     a 3x3 max pool, a linear read-out without bias and a fixed 1/9 scale. The 3x3
     convolutions start as identities on their first input channels (Dirac) plus the usual
     random init on the rest; the BatchNorms have no trainable scale, so only their shifts
-    train. ReLU replaces airbench's GELU, which costs more than it gains on the CPU.
+    train.
     """
     if nn is not None:
         raise ValueError("airnet builds in fastconv.nn only")
@@ -164,10 +164,10 @@ def airnet(nn=None, num_classes=10, widths=(32, 128, 128)):
     whiten = nn.Conv2d(3, 24, 2, bias=True)
     whiten.weight.requires_grad = False
     init.zeros_(whiten.bias)
-    layers, c_in = [whiten, nn.ReLU()], 24
+    layers, c_in = [whiten, nn.GELU()], 24
     for width in widths:
-        layers += [conv(c_in, width), nn.MaxPool2d(2), norm(width), nn.ReLU(),
-                   conv(width, width), norm(width), nn.ReLU()]
+        layers += [conv(c_in, width), nn.MaxPool2d(2), norm(width), nn.GELU(),
+                   conv(width, width), norm(width), nn.GELU()]
         c_in = width
     layers += [nn.MaxPool2d(3), nn.Flatten(), nn.Linear(c_in, num_classes, bias=False),
                _Scale(1 / 9)]
