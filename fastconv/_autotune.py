@@ -5,6 +5,8 @@ input and weight shapes, the geometry, the dtype and the thread count. By defaul
 heuristic chooses from the shapes alone. set_conv_autotune(True) instead times every
 algorithm that applies on the first call of each new signature and keeps the fastest for
 the process, optionally in a JSON cache file that later processes read instead of timing.
+The file records the fastconv version, build and processor it was measured with; another
+process ignores it (with a warning) unless they are its own.
 Either way conv_algorithms() lists what each signature runs and why.
 
 Timing is off by default: the algorithms agree only within float rounding, so a choice
@@ -16,6 +18,7 @@ cache file (used only with FASTCONV_AUTOTUNE=1).
 import copy
 import json
 import os
+import platform
 import statistics
 import time
 import warnings
@@ -34,7 +37,7 @@ WINOGRAD_MIN_CHANNELS = 16
 TIMED_RUNS = 5
 TIMING_BUDGET = 0.2
 CACHE_FORMAT = "fastconv-conv-algorithms"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 _enabled = False
 _cache_path = None
@@ -56,7 +59,8 @@ def set_conv_autotune(enabled, cache=None):
         then the median of up to 5 runs or 0.2 s) and the process keeps the fastest.
     cache : str, os.PathLike or None
         A JSON file of measured choices (enabled=True only): read now (a missing file is
-        fine; an unreadable or damaged one is ignored with a warning), consulted before
+        fine; an unreadable or damaged one, or one measured with another fastconv
+        version, build or processor, is ignored with a warning), consulted before
         timing, and rewritten atomically after every new measurement.
 
     Returns
@@ -187,7 +191,33 @@ def _read_cache(path):
         warnings.warn(f"set_conv_autotune: ignoring cache {os.fspath(path)!r}, which is not a "
                       f"{CACHE_FORMAT} version {CACHE_VERSION} file", stacklevel=3)
         return {}
+    if document.get("build") != _build():
+        warnings.warn(f"set_conv_autotune: ignoring cache {os.fspath(path)!r}, measured with "
+                      f"{document.get('build')}, not with this {_build()}", stacklevel=3)
+        return {}
     return document["choices"]
+
+
+def _build():
+    """What the timings depend on besides the signature: fastconv's version, its build
+    and the processor."""
+    from fastconv import __version__
+    from fastconv._openmp import openmp_enabled
+    from fastconv._winograd import FLOAT32_GEMM_KERNEL
+    return {"fastconv": __version__, "openmp": openmp_enabled(),
+            "winograd_gemm_kernel": FLOAT32_GEMM_KERNEL, "processor": _processor()}
+
+
+def _processor():
+    """The processor's model name where Linux tells it, else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _valid_cache(document):
@@ -205,7 +235,8 @@ def _valid_cache(document):
 
 
 def _write_cache(path):
-    document = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "choices": _cached}
+    document = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "build": _build(),
+                "choices": _cached}
     data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
     try:
         write_atomic(path, lambda f: f.write(data))

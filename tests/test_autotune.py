@@ -5,8 +5,9 @@ reports (the measured winner, or any winner forced by a stubbed timer), forward 
 backward; on a layer where the three algorithms differ in the last bits, so that running
 the wrong one would show. With it off, the heuristic's choice is recorded and nothing is
 timed. The cache file carries choices across a process restart (set through the
-environment variables), is used as written, and is ignored with a warning when damaged
-or unwritable; bad arguments are rejected.
+environment variables), is used as written, and is ignored with a warning when damaged,
+unwritable, or measured by another fastconv version, build or processor; bad arguments
+are rejected.
 """
 import json
 import os
@@ -238,7 +239,8 @@ DAMAGED_CACHES = {
     "truncated": json.dumps(dict(VALID_HEADER, choices={})).encode()[:-3],
     "list": b"[]",
     "other-format": json.dumps(dict(VALID_HEADER, format="other", choices={})).encode(),
-    "newer-version": json.dumps(dict(VALID_HEADER, version=2, choices={})).encode(),
+    "newer-version": json.dumps(dict(VALID_HEADER, version=_autotune.CACHE_VERSION + 1,
+                                     choices={})).encode(),
     "choices-not-a-dict": json.dumps(dict(VALID_HEADER, choices=[])).encode(),
     "algo-not-a-string": json.dumps(dict(VALID_HEADER, choices={
         "key": {"algo": 3, "milliseconds": {}}})).encode(),
@@ -259,6 +261,21 @@ def test_damaged_cache_is_ignored_with_a_warning(autotune, contents):
     assert only_record()["source"] == "measured"
     # The next measurement rewrote the file whole.
     assert json.loads(autotune.read_text())["format"] == _autotune.CACHE_FORMAT
+
+
+@pytest.mark.parametrize("field, value", [("fastconv", "0.0.0"), ("processor", "another CPU"),
+                                          ("winograd_gemm_kernel", None)])
+def test_cache_of_another_build_or_processor_is_ignored(autotune, field, value):
+    input, weight = layer()
+    F.conv2d(input, weight, padding=PADDING)
+    document = json.loads(autotune.read_text())
+    assert document["build"] == _autotune._build()
+    document["build"][field] = value
+    autotune.write_text(json.dumps(document))
+    with pytest.warns(UserWarning, match="measured with .*" + re.escape(repr(value))):
+        fastconv.set_conv_autotune(True, cache=autotune)
+    F.conv2d(input, weight, padding=PADDING)
+    assert only_record()["source"] == "measured"
 
 
 def test_unwritable_cache_warns_and_the_call_still_runs(tmp_path, heuristic):
