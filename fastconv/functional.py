@@ -385,10 +385,11 @@ def _images_per_gemm(batch, geometry):
 
 
 def _gemm_workspace(weight, geometry, per_gemm):
-    """Elements per thread: the block's column matrix and its gathered output planes."""
+    """Elements per thread: the block's column matrix and its gathered output planes, their
+    columns rounded up to whole panels of 16 (see src/_conv_gemm.pyx)."""
     out_channels, group_in, kernel_h, kernel_w = weight.shape
     rows = group_in * kernel_h * kernel_w + out_channels // geometry.groups
-    return rows * per_gemm * geometry.out_h * geometry.out_w
+    return rows * -(-per_gemm * geometry.out_h * geometry.out_w // 16) * 16
 
 
 def _padded_extent(weight, geometry):

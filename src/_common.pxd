@@ -10,6 +10,14 @@ cdef extern from "_dot.h" nogil:
     double fastconv_sum_double(const double* a, Py_ssize_t n)
 
 
+# _gemm_kernel.h's float32 GEMM (AVX2 only: GEMM_KERNEL is 0 without it).
+cdef extern from "_gemm_kernel.h" nogil:
+    enum: GEMM_KERNEL "FASTCONV_GEMM_KERNEL"
+    void sgemm_kernel "fastconv_sgemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                                       Py_ssize_t a_row, Py_ssize_t a_step, const float* b,
+                                       Py_ssize_t ldb, float* c, Py_ssize_t ldc, bint accumulate)
+
+
 cdef extern from "_gelu.h" nogil:
     void fastconv_gelu_f32(const float* x, float* y, Py_ssize_t n, bint approximate)
     void fastconv_gelu_f64(const double* x, double* y, Py_ssize_t n, bint approximate)

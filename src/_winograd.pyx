@@ -75,7 +75,7 @@ round_up rounds up to a multiple of LANES. See workspace_size for the scratch bu
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memset
-from _common cimport floating, activate, gemm
+from _common cimport floating, activate, gemm, GEMM_KERNEL, sgemm_kernel
 
 # float32 with LANES = 8 only; float64 keeps the scalar loops.
 cdef extern from "_transpose.h" nogil:
@@ -84,12 +84,6 @@ cdef extern from "_transpose.h" nogil:
     void store_tile_4x4 "fastconv_store_tile_4x4"(const float* y, const float* shift, bint relu,
                                                   float* out, Py_ssize_t row_pitch,
                                                   Py_ssize_t plane_size)
-
-cdef extern from "_gemm_kernel.h" nogil:
-    enum: GEMM_KERNEL "FASTCONV_GEMM_KERNEL"
-    void sgemm_kernel "fastconv_sgemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
-                                       Py_ssize_t a_row, Py_ssize_t a_step, const float* b,
-                                       Py_ssize_t ldb, float* c, Py_ssize_t ldc, bint accumulate)
 
 cdef enum:
     # Transform points per tile: the 4x4 elements of a transformed F(2x2, 3x3) tile, the
