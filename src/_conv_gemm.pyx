@@ -48,6 +48,25 @@ cdef inline void gather_planes(const floating* first, Py_ssize_t image_stride,
                    first + b * image_stride + p * plane_size, plane_size * sizeof(floating))
 
 
+cdef inline const floating* column_matrix(
+        const floating* images, Py_ssize_t image_stride, Py_ssize_t count, bint direct_columns,
+        Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, Py_ssize_t kernel_h,
+        Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h,
+        Py_ssize_t pad_w, Py_ssize_t dilation_h, Py_ssize_t dilation_w, Py_ssize_t out_h,
+        Py_ssize_t out_w, floating* buffer) noexcept nogil:
+    """The (rows, count * pixels) column matrix of count consecutive images (image_stride
+    apart): a single image that already is one (reads_input_as_columns), else their
+    im2col matrices side by side in buffer."""
+    cdef Py_ssize_t b, pixels = out_h * out_w
+    if direct_columns and count == 1:
+        return images
+    for b in range(count):
+        im2col_image(images + b * image_stride, channels, height, width, kernel_h, kernel_w,
+                     stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, out_h, out_w,
+                     buffer + b * pixels, count * pixels)
+    return buffer
+
+
 cdef inline Py_ssize_t panel_columns(Py_ssize_t columns) noexcept nogil:
     """columns rounded up to whole panels: the column count of the panel-stored matrix."""
     return (columns + PANEL - 1) // PANEL * PANEL
@@ -148,15 +167,11 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, :
                         sgemm_kernel(group_out, PANEL, rows, &weight[g * group_out, 0, 0, 0],
                                      rows, 1, buffer, 0, product + p, pitch, False)
                 else:
-                    if direct_columns and count == 1:
-                        columns = &input[first, g * group_in, 0, 0]
-                    else:
-                        for b in range(count):
-                            im2col_image(&input[first + b, g * group_in, 0, 0], group_in,
-                                         height, width, kernel_h, kernel_w, stride_h, stride_w,
-                                         pad_h, pad_w, dilation_h, dilation_w, out_h, out_w,
-                                         buffer + b * pixels, width_block)
-                        columns = buffer
+                    columns = column_matrix(&input[first, g * group_in, 0, 0],
+                                            input.shape[1] * height * width, count,
+                                            direct_columns, group_in, height, width, kernel_h,
+                                            kernel_w, stride_h, stride_w, pad_h, pad_w,
+                                            dilation_h, dilation_w, out_h, out_w, buffer)
                     gemm(False, False, <int>group_out, <int>width_block, <int>rows,
                          <floating>1, &weight[g * group_out, 0, 0, 0], <int>rows, columns,
                          <int>width_block, <floating>0, product, <int>width_block)
@@ -268,15 +283,11 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] grad_output,
                         gather_planes(&grad_output[first, g * group_out, 0, 0],
                                       out_channels * pixels, count, group_out, pixels, gathered)
                         gradients = gathered
-                    if direct_columns and count == 1:
-                        columns = &input[first, g * group_in, 0, 0]
-                    else:
-                        for b in range(count):
-                            im2col_image(&input[first + b, g * group_in, 0, 0], group_in,
-                                         height, width, kernel_h, kernel_w, stride_h, stride_w,
-                                         pad_h, pad_w, dilation_h, dilation_w, out_h, out_w,
-                                         buffer + b * pixels, width_block)
-                        columns = buffer
+                    columns = column_matrix(&input[first, g * group_in, 0, 0],
+                                            input.shape[1] * height * width, count,
+                                            direct_columns, group_in, height, width, kernel_h,
+                                            kernel_w, stride_h, stride_w, pad_h, pad_w,
+                                            dilation_h, dilation_w, out_h, out_w, buffer)
                     gemm(False, True, <int>group_out, <int>rows, <int>width_block, <floating>1,
                          gradients, <int>width_block, columns, <int>width_block, <floating>1,
                          &grad_weight_partials[chunk, g * group_out, 0], <int>rows)
