@@ -75,6 +75,8 @@ TINY = Plan(batch=2, net_batch=2, gemm_size=256, repeats=1, net_repeats=1,
 
 # The GEMM figure is the yardstick for every GFLOPS column: worth a few more repeats.
 GEMM_REPEATS = 5
+# The pause after it, while BLAS's threads stop spinning (see run).
+BLAS_SETTLE_SECONDS = 0.5
 ROW_FIELDS = ("case", "pass", "batch", "flops", "fastconv_ms", "reference_ms", "speedup",
               "gflops", "peak_percent", "torch_ms", "torch_ratio", "images_per_s",
               "torch_images_per_s", "notes")
@@ -497,6 +499,9 @@ def run(plan=FULL, threads=None, use_torch=True, patterns=(), progress=True, aut
     try:
         with threadpool_limits(limits=threads):
             peak = gemm_gflops(plan.gemm_size, GEMM_REPEATS)
+            # BLAS's threads spin for tens of milliseconds after the GEMM, taking the
+            # cores from whatever runs next: the first row's forward read 2-5x slow.
+            time.sleep(BLAS_SETTLE_SECONDS)
             work = [(case, pass_) for case in cases for pass_ in case.passes]
             bar = tqdm(work, desc="fastconv bench", unit="row", file=sys.stderr,
                        disable=not progress, leave=False)
