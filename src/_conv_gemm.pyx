@@ -9,12 +9,14 @@ each thread owns its outputs and its workspace row and calls a single-threaded B
 
 In float32 with AVX2 the forward pass (and so the input gradient of a transposed
 convolution) multiplies with _gemm_kernel.h instead: im2col writes the block's columns
-straight into the kernel's panels, where BLAS would copy its im2col matrix once more
-into its own layout (a third of the time on 3x3 stride-2 layers).
+16 at a time straight into the kernel's panel layout, and the kernel multiplies each
+panel while it is in L2, where BLAS would copy the im2col matrix once more into its own
+layout (a third of the time on 3x3 stride-2 layers).
 
 Shapes: input (N, C_in, H, W), weight (C_out, C_in / groups, kH, kW),
 output (N, C_out, out_h, out_w). workspace has one row per thread of
-(C_in / groups * kH * kW + C_out / groups) * per_gemm * out_h * out_w elements.
+(C_in / groups * kH * kW + C_out / groups) * round_up(per_gemm * out_h * out_w, 16)
+elements.
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy
