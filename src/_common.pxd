@@ -17,6 +17,10 @@ cdef extern from "_gemm_kernel.h" nogil:
                                        Py_ssize_t a_row, Py_ssize_t a_step, const float* b,
                                        Py_ssize_t ldb, float* c, Py_ssize_t ldc, bint accumulate)
 
+cdef enum:
+    # Columns per block of the kernel's panel-stored B (ldb = 0).
+    PANEL = 16
+
 
 cdef extern from "_gelu.h" nogil:
     void fastconv_gelu_f32(const float* x, float* y, Py_ssize_t n, bint approximate)

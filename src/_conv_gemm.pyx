@@ -20,13 +20,8 @@ elements.
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy
-from _common cimport (floating, gemm, rectify_run, first_valid, end_valid, GEMM_KERNEL,
-                      sgemm_kernel)
+from _common cimport floating, gemm, rectify_run, GEMM_KERNEL, PANEL, sgemm_kernel
 from _im2col cimport im2col_image, col2im_image
-
-cdef enum:
-    # Columns per panel of _gemm_kernel.h's B.
-    PANEL = 16
 
 
 cdef inline bint reads_input_as_columns(Py_ssize_t kernel_h, Py_ssize_t kernel_w,

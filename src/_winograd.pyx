@@ -75,7 +75,7 @@ round_up rounds up to a multiple of LANES. See workspace_size for the scratch bu
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memset
-from _common cimport floating, activate, gemm, GEMM_KERNEL, sgemm_kernel
+from _common cimport floating, activate, gemm, GEMM_KERNEL, PANEL, sgemm_kernel
 
 # float32 with LANES = 8 only; float64 keeps the scalar loops.
 cdef extern from "_transpose.h" nogil:
@@ -92,8 +92,6 @@ cdef enum:
     POINTS_4X4 = 36
     # Channels transformed together: one AVX register of float32.
     LANES = 8
-    # Columns of a block of _gemm_kernel.h's panel-stored B.
-    PANEL = 16
     # Tiles whose products conv2d_forward transforms back as soon as their GEMMs are done,
     # while the products are still in L2 (two of _gemm_kernel.h's 6-row strips).
     STRIP = 12
