@@ -144,6 +144,85 @@ def test_optimizer_state_dict_resumes_exactly(optimizer_class, options):
         optimizer_class([nn.Parameter(np.zeros(4))]).load_state_dict(bad)
 
 
+def newton_schulz_reference(matrix, coefficients=(3.4445, -4.7750, 2.0315), steps=5):
+    # Each Newton-Schulz step is an odd polynomial of X, so it acts on the singular values
+    # alone: orthogonalize(G) = U f(f(...f(S / |G|_F))) V^T with f(s) = a s + b s^3 + c s^5.
+    u, s, vt = np.linalg.svd(matrix.astype(np.float64), full_matrices=False)
+    a, b, c = coefficients
+    s = s / np.linalg.norm(s)
+    for _ in range(steps):
+        s = a * s + b * s ** 3 + c * s ** 5
+    return (u * s) @ vt
+
+
+def muon_reference(grads, p, lr, weight_decay=0.1, momentum=0.95, nesterov=True,
+                   adjust_lr_fn=None, ns_coefficients=(3.4445, -4.7750, 2.0315), ns_steps=5):
+    rows = p.shape[0]
+    columns = p.size // rows
+    ratio = (0.2 * math.sqrt(max(rows, columns)) if adjust_lr_fn == "match_rms_adamw"
+             else math.sqrt(max(1, rows / columns)))
+    buffer = np.zeros_like(p)
+    for g in grads:
+        buffer = momentum * buffer + (1 - momentum) * g
+        u = (1 - momentum) * g + momentum * buffer if nesterov else buffer
+        p = p * (1 - lr * weight_decay)
+        p = p - lr * ratio * newton_schulz_reference(u.reshape(rows, columns), ns_coefficients,
+                                                          ns_steps).reshape(p.shape)
+    return p
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (8, 3), (3, 8), (64, 216), (300, 40), (16, 8, 3, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_orthogonalize_acts_on_singular_values(shape, dtype):
+    matrix = rng.standard_normal((shape[0], math.prod(shape[1:]))).astype(dtype)
+    result = optim.orthogonalize(matrix)
+    assert result.dtype == dtype and result.shape == matrix.shape
+    expected = newton_schulz_reference(matrix)
+    np.testing.assert_allclose(result, expected, atol=1e-5 if dtype == np.float32 else 1e-12)
+    # With these coefficients the singular values head for 1 without settling there.
+    singular = np.linalg.svd(expected, compute_uv=False)
+    assert np.all(singular < 1.25) and np.all(singular[:len(singular) // 2] > 0.6)
+    steps, exact = optim.orthogonalize(matrix, (1.875, -1.25, 0.375), steps=40), \
+        np.linalg.svd(matrix.astype(np.float64), full_matrices=False)
+    np.testing.assert_allclose(steps, exact[0] @ exact[2], atol=1e-3)   # a converging quintic
+
+
+@pytest.mark.parametrize("shape, options", [
+    ((5, 7), dict(lr=0.02)), ((7, 5), dict(lr=0.02, nesterov=False, momentum=0.9)),
+    ((12, 3), dict(lr=0.05, weight_decay=0.0, adjust_lr_fn="match_rms_adamw")),
+    ((6, 2, 3, 3), dict(lr=0.1, weight_decay=0.01, ns_steps=3, momentum=0.6)),
+    ((4, 6), dict(lr=0.1, ns_coefficients=(2.0, -1.5, 0.5), ns_steps=7))],
+    ids=["wide", "tall-heavy-ball", "rms-adamw", "conv-filters", "coefficients"])
+def test_muon_matches_formulas(shape, options):
+    start = rng.standard_normal(shape)
+    grads = [rng.standard_normal(shape) * (3 if t % 2 else 0.1) for t in range(5)]
+    np.testing.assert_allclose(run(optim.Muon, grads, start, **options),
+                               muon_reference(grads, start, **options), rtol=1e-9, atol=1e-12)
+
+
+def test_muon_validation_and_resume():
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        optim.Muon([nn.Parameter(np.zeros((3, 3))), nn.Parameter(np.zeros(3))])
+    for bad in (dict(adjust_lr_fn="auto"), dict(ns_steps=-1), dict(ns_steps=2.5),
+                dict(ns_coefficients=(1, 2)), dict(momentum=-0.1)):
+        with pytest.raises(ValueError, match="Muon: .*" + next(iter(bad))):
+            optim.Muon([nn.Parameter(np.zeros((3, 3)))], **bad)
+    start, grads = rng.standard_normal((4, 5)), [rng.standard_normal((4, 5)) for _ in range(6)]
+    whole = run(optim.Muon, grads, start, lr=0.1)
+    param = nn.Parameter(start.copy())
+    optimizer = optim.Muon([param], lr=0.1)
+    for grad in grads[:3]:
+        param.grad = grad.copy()
+        optimizer.step()
+    resumed_param = nn.Parameter(param.data.copy())
+    resumed = optim.Muon([resumed_param], lr=5.0)
+    resumed.load_state_dict(optimizer.state_dict())
+    for grad in grads[3:]:
+        resumed_param.grad = grad.copy()
+        resumed.step()
+    np.testing.assert_array_equal(resumed_param.data, whole)
+
+
 # -- schedulers --------------------------------------------------------------------------------
 
 def make_optimizer(kind="sgd", lr=0.1):

@@ -62,3 +62,22 @@ def test_training_gradients_match_autograd(name):
     for key, value in torch_model.state_dict().items():
         np.testing.assert_allclose(ours.state_dict()[key], value.numpy(), rtol=1e-10,
                                    err_msg=key)
+
+
+@pytest.mark.parametrize("shape, options", [
+    ((32, 48), dict(lr=0.02)), ((48, 32), dict(lr=0.05, nesterov=False, weight_decay=0.01)),
+    ((40, 24), dict(lr=0.05, adjust_lr_fn="match_rms_adamw", ns_steps=3))])
+def test_muon_follows_torch(shape, options):
+    from fastconv import optim
+    rng = np.random.default_rng(1)
+    start = rng.standard_normal(shape).astype(np.float32)
+    grads = [rng.standard_normal(shape).astype(np.float32) for _ in range(4)]
+    ours = nn.Parameter(start.copy())
+    theirs = torch.nn.Parameter(torch.from_numpy(start.copy()))
+    optimizers = optim.Muon([ours], **options), torch.optim.Muon([theirs], **options)
+    for grad in grads:
+        ours.grad, theirs.grad = grad.copy(), torch.from_numpy(grad.copy())
+        for optimizer in optimizers:
+            optimizer.step()
+    # PyTorch orthogonalises in bfloat16 (8 bits of mantissa), fastconv in the parameter's dtype.
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), atol=0.03 * options["lr"])

@@ -1,5 +1,5 @@
-"""Optimizers (SGD, Adam, AdamW) and, in fastconv.optim.lr_scheduler, learning-rate schedulers."""
+"""Optimizers (SGD, Adam, AdamW, Muon) and, in fastconv.optim.lr_scheduler, learning-rate schedulers."""
 from fastconv.optim import lr_scheduler
-from fastconv.optim.optimizer import SGD, Adam, AdamW, Optimizer
+from fastconv.optim.optimizer import SGD, Adam, AdamW, Muon, Optimizer, orthogonalize
 
-__all__ = ["Adam", "AdamW", "Optimizer", "SGD", "lr_scheduler"]
+__all__ = ["Adam", "AdamW", "Muon", "Optimizer", "SGD", "lr_scheduler", "orthogonalize"]

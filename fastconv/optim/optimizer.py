@@ -1,4 +1,4 @@
-"""Optimizers with PyTorch's update rules: SGD, Adam, AdamW.
+"""Optimizers with PyTorch's update rules: SGD, Adam, AdamW, Muon.
 
 An optimizer holds param_groups, a list of dicts each with "params" (a list of
 Parameters) and its hyper-parameters ("lr", ...), which learning-rate schedulers change
@@ -247,3 +247,79 @@ class AdamW(Adam):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+
+
+def orthogonalize(matrix, coefficients=(3.4445, -4.7750, 2.0315), steps=5, eps=1e-7):
+    """About U V^T for the SVD U S V^T of a 2-D matrix, by quintic Newton-Schulz steps.
+
+    Each step maps X -> a X + (b A + c A A) X with A = X X^T, starting from the matrix
+    divided by its Frobenius norm (so its singular values are at most 1). The default
+    coefficients (Jordan et al.) raise small singular values fast instead of converging:
+    after 5 steps they lie in about [0.7, 1.2], which trains as well as exact U V^T.
+    """
+    a, b, c = coefficients
+    tall = matrix.shape[0] > matrix.shape[1]
+    x = matrix.T if tall else matrix                 # A is then the smaller Gram matrix
+    x = x / max(float(np.linalg.norm(x)), eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+class Muon(Optimizer):
+    """Muon, as torch.optim.Muon: momentum whose update is orthogonalised per weight matrix.
+
+    For each parameter p, viewed as a matrix of p.shape[0] rows (a convolution's filters
+    are its rows; PyTorch's Muon takes 2-D parameters only), with gradient g:
+        b = momentum * b + (1 - momentum) * g            (b starts at 0)
+        u = (1 - momentum) * g + momentum * b if nesterov else b
+        p = p * (1 - lr * weight_decay)
+        p = p - lr * r * orthogonalize(u)
+    with r = sqrt(max(1, rows / columns)) (adjust_lr_fn "original"), or
+    0.2 * sqrt(max(rows, columns)) ("match_rms_adamw", the RMS of an AdamW step). Vectors
+    (biases, BatchNorm shifts) belong in another optimizer such as SGD or AdamW.
+    """
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                 ns_coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7, ns_steps=5,
+                 adjust_lr_fn=None):
+        _check_non_negative("Muon", lr=lr, momentum=momentum, weight_decay=weight_decay)
+        if adjust_lr_fn not in (None, "original", "match_rms_adamw"):
+            raise ValueError(f"Muon: adjust_lr_fn must be None, 'original' or 'match_rms_adamw', "
+                             f"got {adjust_lr_fn!r}")
+        if len(ns_coefficients) != 3:
+            raise ValueError(f"Muon: ns_coefficients must be 3 numbers, got {ns_coefficients!r}")
+        if isinstance(ns_steps, bool) or not isinstance(ns_steps, int) or not 0 <= ns_steps < 100:
+            raise ValueError(f"Muon: ns_steps must be an int in [0, 100), got {ns_steps!r}")
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      nesterov=nesterov, ns_coefficients=tuple(ns_coefficients),
+                                      eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn))
+        for param in self._params():
+            if param.ndim < 2:
+                raise ValueError(f"Muon: optimizes matrices and filters only, got a parameter of "
+                                 f"shape {param.shape}; give vectors to SGD or AdamW")
+
+    def step(self):
+        """One update of every parameter that has a gradient."""
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state.setdefault(param, {})
+                buffer = state.setdefault("momentum_buffer", np.zeros_like(param.data))
+                buffer *= momentum
+                buffer += (1 - momentum) * param.grad
+                update = ((1 - momentum) * param.grad + momentum * buffer if group["nesterov"]
+                          else buffer)
+                rows = param.shape[0]
+                columns = param.size // rows
+                update = orthogonalize(update.reshape(rows, columns), group["ns_coefficients"],
+                                       group["ns_steps"], group["eps"])
+                if group["adjust_lr_fn"] == "match_rms_adamw":
+                    ratio = 0.2 * math.sqrt(max(rows, columns))
+                else:
+                    ratio = math.sqrt(max(1.0, rows / columns))
+                param.data *= 1 - lr * group["weight_decay"]
+                param.data -= (lr * ratio) * update.reshape(param.shape)
