@@ -48,7 +48,7 @@ def _train(args):
     from fastconv.train import train
     config = {key: getattr(args, key) for key in (
         "model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "label_smoothing",
-        "threads", "seed", "out", "resume", "val_size", "subset", "tta")}
+        "threads", "seed", "out", "resume", "val_size", "subset", "tta", "recipe")}
     if config["model"] not in MODELS:
         raise CommandError(f"unknown model {config['model']!r}; choose one of "
                            f"{', '.join(MODELS)}")
@@ -133,6 +133,9 @@ def build_parser():
     train.add_argument("--model", default="fastnet",
                        help="lenet5, allcnn-c, fastnet, fastnet-wide, airnet, airnet-wide, "
                             "net-s, net-m")
+    train.add_argument("--recipe", choices=("classic", "airbench", "airbench-muon"),
+                       help="training recipe (fastconv.train.NAMED_RECIPES) instead of the "
+                            "model's own; the options below override its values")
     recipe = "(default: the model's recipe in fastconv.train.RECIPES: %s for fastnet, %s for airnet)"
     train.add_argument("--epochs", type=_positive_int,
                        help="(default: 10, the model's recipe in fastconv.train.RECIPES)")

@@ -1,5 +1,8 @@
 """The caching allocator: freed large arrays are reused, within the limit, and a training
 step after the first allocates no new large blocks."""
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -136,3 +139,14 @@ def test_training_steps_after_the_first_allocate_no_new_large_arrays(cache):
     after = fastconv.memory_cache_stats()
     assert after["hits"] > before["hits"]
     assert after["misses"] == before["misses"]
+
+
+@pytest.mark.parametrize("environment, expected", [
+    ({}, None), ({"FASTCONV_MEMORY_CACHE": "12345"}, 12345), ({"FASTCONV_MEMORY_CACHE": "0"}, 0)])
+def test_the_limit_at_import(environment, expected):
+    env = {key: value for key, value in os.environ.items() if key != "FASTCONV_MEMORY_CACHE"}
+    out = subprocess.run([sys.executable, "-c", "import fastconv; "
+                          "print(fastconv.memory_cache_stats()['max_bytes'])"],
+                         env={**env, **environment}, capture_output=True, text=True, check=True)
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert int(out.stdout) == (max(2 << 30, physical // 4) if expected is None else expected)

@@ -108,3 +108,17 @@ def test_unknown_tta_exits_with_code_2(capsys):
 
 def test_every_model_has_a_recipe():
     assert set(train.RECIPES) == set(models.MODELS)
+
+
+def test_the_muon_recipe_gives_the_filters_to_muon_and_the_rest_to_sgd():
+    model = models.build("airnet")
+    config = train.NAMED_RECIPES["airbench-muon"]
+    sgd, muon = train._optimizers(model, config)
+    filters = [layer.weight for layer in model if isinstance(layer, nn.Conv2d)]
+    assert [id(p) for p in muon.param_groups[0]["params"]] == [id(p) for p in filters[1:]]
+    assert muon.param_groups[0]["lr"] == 0.24 and muon.param_groups[0]["momentum"] == 0.6
+    head, vectors = sgd.param_groups
+    assert [id(p) for p in head["params"] if p.requires_grad] == [id(model[-2].weight)]
+    assert head["lr"] == config["lr"] and vectors["lr"] == 64 * config["lr"]
+    assert any(p is model[0].bias for p in vectors["params"])          # the whitening bias
+    assert all(p.ndim == 1 for p in vectors["params"])

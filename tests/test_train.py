@@ -105,13 +105,18 @@ def test_evaluate_reports_per_class_accuracy_and_confusion(tmp_path):
 
 
 @needs_data
-def test_airnet_resumes_bit_for_bit_through_the_command_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("recipe", [None, "airbench-muon"])
+def test_airnet_resumes_bit_for_bit_through_the_command_line(tmp_path, monkeypatch, recipe):
     # The whitening bias freezes after epoch 1, so the resumed epochs skip the stem.
     monkeypatch.setitem(train.RECIPES, "airnet", {**train.RECIPES["airnet"], "whiten_epochs": 1})
+    monkeypatch.setitem(train.NAMED_RECIPES, "airbench-muon",
+                        {**train.NAMED_RECIPES["airbench-muon"], "whiten_epochs": 1})
     def run(out, *extra):
         argv = ["train", "--data", DATA, "--model", "airnet", "--epochs", "3",
                 "--batch-size", "100", "--lr", "0.2", "--threads", "2", "--seed", "5",
                 "--subset", "900", "--val-size", "100", "--out", str(out), *extra]
+        if recipe:
+            argv += ["--recipe", recipe]
         assert cli.main(argv) == 0
     run(tmp_path / "straight")
     real_save, saves = fastconv.save, []
@@ -128,7 +133,9 @@ def test_airnet_resumes_bit_for_bit_through_the_command_line(tmp_path, monkeypat
     run(tmp_path / "resumed", "--resume")
     expected = fastconv.load(str(tmp_path / "straight" / "checkpoint.npz"))
     resumed = fastconv.load(str(tmp_path / "resumed" / "checkpoint.npz"))
-    assert expected["config"]["whiten_epochs"] == 1 and expected["config"]["lookahead"]
+    assert expected["config"]["whiten_epochs"] == 1
+    assert expected["config"]["lookahead"] == (recipe is None)
+    assert (expected["config"]["muon"] is None) == (recipe is None)
     assert expected["epoch"] == resumed["epoch"] == 2
     for part in ("model", "lookahead"):
         assert expected[part].keys() == resumed[part].keys()
