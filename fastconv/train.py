@@ -275,6 +275,9 @@ def train(config, log=print):
     checkpoint_path = os.path.join(run_dir, CHECKPOINT)
     saved = fastconv.load(checkpoint_path) if config["resume"] else None
     if saved is not None:
+        if "optimizers" not in saved:
+            raise ValueError(f"--resume: {checkpoint_path} was written by an older fastconv, "
+                             f"which saved one optimizer; start the run afresh")
         for key in ("model", "recipe", "seed", "batch_size", "epochs", "val_size", "subset"):
             if saved["config"].get(key) != config.get(key):
                 raise ValueError(f"--resume: the checkpoint was trained with {key}="

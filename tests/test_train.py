@@ -76,6 +76,12 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
+def test_resume_refuses_a_checkpoint_with_one_optimizer(tmp_path):
+    fastconv.save({"optimizer": {}, "config": {}}, str(tmp_path / "checkpoint.npz"))
+    with pytest.raises(ValueError, match="older fastconv"):
+        train.train(config(tmp_path, resume=True), log=quiet)
+
+
 @needs_data
 def test_failure_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     real_save = fastconv.save
