@@ -143,10 +143,14 @@ def test_training_steps_after_the_first_allocate_no_new_large_arrays(cache):
 
 @pytest.mark.parametrize("environment, expected", [
     ({}, None), ({"FASTCONV_MEMORY_CACHE": "12345"}, 12345), ({"FASTCONV_MEMORY_CACHE": "0"}, 0)])
-def test_the_limit_at_import(environment, expected):
+def test_the_limit_at_import(environment, expected, tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "FASTCONV_MEMORY_CACHE"}
+    # The fastconv under test, wherever it lies (a source tree has no compiled kernels
+    # unless built in place, so the child must not pick up one from its working directory).
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(fastconv.__file__))
     out = subprocess.run([sys.executable, "-c", "import fastconv; "
                           "print(fastconv.memory_cache_stats()['max_bytes'])"],
-                         env={**env, **environment}, capture_output=True, text=True, check=True)
+                         env={**env, **environment}, cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
     physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert int(out.stdout) == (max(2 << 30, physical // 4) if expected is None else expected)
