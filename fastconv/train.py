@@ -221,10 +221,11 @@ def _optimizers(model, config):
     muon = config["muon"]
     norm_params = {id(param) for module in model.modules()
                    if isinstance(module, nn.BatchNorm2d) for param in module.parameters()}
-    filters = {id(param) for param in _filters(model)} if muon else set()
+    filters = _filters(model) if muon else []
+    filter_ids = {id(param) for param in filters}
     groups = {"weights": [], "norm": [], "vectors": []}
     for param in model.parameters():
-        if id(param) in filters:
+        if id(param) in filter_ids:
             continue
         if param.ndim > 1:
             groups["weights"].append(param)
@@ -238,7 +239,7 @@ def _optimizers(model, config):
     optimizers = [SGD([group for group in settings if group["params"]], lr=lr,
                       momentum=config["momentum"], nesterov=True)]
     if muon:
-        optimizers.append(Muon(_filters(model), weight_decay=0.0, **muon))
+        optimizers.append(Muon(filters, weight_decay=0.0, **muon))
     return optimizers
 
 
