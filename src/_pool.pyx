@@ -18,6 +18,11 @@ from libc.string cimport memset
 from _common cimport floating
 
 
+cdef enum:
+    # Planes per task of max_pool2d_2x2_forward: narrow planes are vectorised across these.
+    PLANE_GROUP = 16
+
+
 # --- windows --------------------------------------------------------------------------
 
 cdef inline Py_ssize_t first_tap(Py_ssize_t start, Py_ssize_t dilation) noexcept nogil:
@@ -153,6 +158,46 @@ cdef void max_pool_2x2_plane(const floating* input, Py_ssize_t width, floating* 
                              out_w - block, out_w)
 
 
+cdef void max_pool_2x2_across(const floating* input, Py_ssize_t plane_size, Py_ssize_t width,
+                              floating* output, int64_t* indices, Py_ssize_t out_h,
+                              Py_ssize_t out_w, Py_ssize_t planes) noexcept nogil:
+    """max_pool_2x2_plane for up to PLANE_GROUP consecutive planes too narrow for its
+    blocks of 4 (out_w < 4). Each output position is done for all the planes at once: its
+    windows are copied to contiguous rows, where the compiler vectorises the comparisons
+    (it would not with the planes' stride), and the results copied back. One plane at a
+    time, 7x7 planes took as long as 15x15 ones, with 4.6 times the data."""
+    cdef Py_ssize_t oh, ow, j, corner, at, out_at
+    cdef Py_ssize_t out_size = out_h * out_w
+    cdef floating window[4][PLANE_GROUP]
+    cdef floating best[PLANE_GROUP]
+    cdef int offset[PLANE_GROUP]
+    cdef floating top, lower
+    cdef int top_offset, lower_offset
+    for oh in range(out_h):
+        for ow in range(out_w):
+            corner = 2 * oh * width + 2 * ow
+            for j in range(planes):
+                at = j * plane_size + corner
+                window[0][j] = input[at]
+                window[1][j] = input[at + 1]
+                window[2][j] = input[at + width]
+                window[3][j] = input[at + width + 1]
+            for j in range(planes):
+                top, top_offset = window[0][j], 0
+                if beats(window[1][j], top):
+                    top, top_offset = window[1][j], 1
+                lower, lower_offset = window[2][j], <int>width
+                if beats(window[3][j], lower):
+                    lower, lower_offset = window[3][j], <int>width + 1
+                if beats(lower, top):
+                    top, top_offset = lower, lower_offset
+                best[j], offset[j] = top, top_offset
+            out_at = oh * out_w + ow
+            for j in range(planes):
+                output[j * out_size + out_at] = best[j]
+                indices[j * out_size + out_at] = corner + offset[j]
+
+
 cdef void avg_pool_plane(const floating* input, Py_ssize_t height, Py_ssize_t width,
                          floating* output, Py_ssize_t out_h, Py_ssize_t out_w,
                          Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h,
@@ -278,15 +323,31 @@ def max_pool2d_2x2_forward(const floating[:, :, :, ::1] input, floating[:, :, :,
                            int64_t[:, :, :, ::1] indices, int n_threads):
     """max_pool2d_forward for kernel 2, stride 2, no padding, dilation 1, when every
     window lies whole inside the input (2 * out_h <= H, 2 * out_w <= W < 2**31 - 1)."""
-    cdef Py_ssize_t channels = input.shape[1], width = input.shape[3]
+    cdef Py_ssize_t width = input.shape[3], plane_size = input.shape[2] * width
     cdef Py_ssize_t out_h = output.shape[2], out_w = output.shape[3]
-    cdef Py_ssize_t plane, n, c
+    cdef Py_ssize_t out_size = out_h * out_w
+    cdef Py_ssize_t planes = input.shape[0] * input.shape[1]
+    cdef Py_ssize_t group, first, count, plane
+    if planes == 0 or out_size == 0:
+        return
+    # Planes are contiguous, one after another, so a group of them is one strided block.
+    cdef const floating* source = &input[0, 0, 0, 0]
+    cdef floating* target = &output[0, 0, 0, 0]
+    cdef int64_t* switches = &indices[0, 0, 0, 0]
     with nogil:
-        for plane in prange(input.shape[0] * channels, num_threads=n_threads, schedule="static"):
-            n = plane // channels
-            c = plane % channels
-            max_pool_2x2_plane(&input[n, c, 0, 0], width, &output[n, c, 0, 0],
-                               &indices[n, c, 0, 0], out_h, out_w)
+        for group in prange((planes + PLANE_GROUP - 1) // PLANE_GROUP, num_threads=n_threads,
+                            schedule="static"):
+            first = group * PLANE_GROUP
+            count = min(PLANE_GROUP, planes - first)
+            if out_w < 4:
+                max_pool_2x2_across(source + first * plane_size, plane_size, width,
+                                    target + first * out_size, switches + first * out_size,
+                                    out_h, out_w, count)
+            else:
+                for plane in range(first, first + count):
+                    max_pool_2x2_plane(source + plane * plane_size, width,
+                                       target + plane * out_size, switches + plane * out_size,
+                                       out_h, out_w)
 
 
 def max_pool2d_backward(const floating[:, :, :, ::1] grad_output,

@@ -239,17 +239,18 @@ def every_window_plane(rng, out_h, out_w, extra_h, extra_w, dtype):
     return plane
 
 
-# Rows of 1-3 outputs run one at a time, 4-7 in one or two blocks of 4, 8 on in blocks of 8 with
-# one more block at the end unless 8 divides the row; odd sizes leave a row and a column out.
+# Rows of 1-3 outputs run across groups of 16 planes (38 planes: two whole groups and a part),
+# 4-7 in one or two blocks of 4, 8 on in blocks of 8 with one more block at the end unless 8
+# divides the row; odd sizes leave a row and a column out.
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("extra", [(0, 0), (1, 1), (0, 1)], ids=["even", "odd", "odd-W"])
 @pytest.mark.parametrize("out_w", [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31])
 def test_max_pool2d_2x2_kernel_matches_the_generic_kernel(out_w, extra, dtype):
     rng = np.random.default_rng(out_w)
     out_h = -(-len(SPECIAL_VALUES) ** 4 // out_w)
-    x = np.stack([[every_window_plane(rng, out_h, out_w, *extra, dtype) for _ in range(2)]
+    x = np.stack([[every_window_plane(rng, out_h, out_w, *extra, dtype) for _ in range(19)]
                   for _ in range(2)])
-    shape = (2, 2, out_h, out_w)
+    shape = (2, 19, out_h, out_w)
     output, indices = np.empty(shape, dtype), np.empty(shape, np.int64)
     expected_output, expected_indices = np.empty(shape, dtype), np.empty(shape, np.int64)
     _pool.max_pool2d_2x2_forward(x, output, indices, 2)
