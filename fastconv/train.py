@@ -290,7 +290,13 @@ def train(config, log=print):
     mean, std = prepared["mean"], prepared["std"]
     model = models.build(config["model"])
     if config["whiten_epochs"] is not None:
-        models.init_whitening(model[0], data.normalize(prepared["train"][0][:5000], mean, std))
+        try:
+            models.init_whitening(model[0], data.normalize(prepared["train"][0][:5000], mean, std))
+        except ValueError as error:
+            asked = (f"--recipe {config['recipe']}" if config.get("recipe")
+                     else f"whiten_epochs={config['whiten_epochs']}")
+            raise ValueError(f"{asked} trains a whitening stem, which {config['model']} lacks "
+                             f"(airnet and airnet-wide have one): {error}") from None
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     loaders = _loaders(*prepared["train"], mean, std, config)
     optimizers = _optimizers(model, config)
