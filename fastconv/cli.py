@@ -122,7 +122,7 @@ runs forward only, timed once without warm-up (its forward+backward is skipped).
 
 TTA_OPTION = dict(nargs="?", const="flip", choices=("flip", "flip-translate"),
                   help="test-time augmentation: flip (the default with --tta alone) averages "
-                       "with the mirror images; flip-translate also with one-pixel shifts")
+                       "with the mirror images; flip-translate also with two one-pixel shifts")
 
 
 def build_parser():

@@ -81,11 +81,11 @@ def test_flip_translate_tta_averages_mirrors_and_diagonal_shifts():
     model = Linear()
     x = (images - mean[:, None, None]) / std[:, None, None]
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
-    shifts = [padded[:, :, t:t + 6, l:l + 6] for t, l in ((0, 0), (0, 2), (2, 0), (2, 2))]
+    shifts = [padded[:, :, t:t + 6, l:l + 6] for t, l in ((0, 0), (2, 2))]
 
     def mirrored(batch):
         return (batch + batch[:, :, :, ::-1]) / 2
-    expected = model(mirrored(x) / 2 + sum(mirrored(s) for s in shifts) / 8)
+    expected = model(mirrored(x) / 2 + sum(mirrored(s) for s in shifts) / 4)
     np.testing.assert_allclose(train.predict(model, images, mean, std, "flip-translate"),
                                expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(train.predict(model, images, mean, std, "flip"),
