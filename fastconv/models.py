@@ -74,8 +74,9 @@ def allcnn_c(nn=None, num_classes=10):
     pooling reads out.
 
     BatchNorm follows each convolution but the last: without it the network needs
-    hundreds of epochs, with it tens. Dropout as in the paper (0.2 on the input, 0.5
-    after each downsampling).
+    hundreds of epochs, with it tens. The paper's dropout (0.2 on the input, 0.5 after
+    each downsampling) is left out: it regularises 350 epochs without BatchNorm, and over
+    30 epochs with BatchNorm it held training accuracy to 87.7% and test accuracy to 84.2%.
     """
     nn = _default_nn(nn)
 
@@ -83,9 +84,8 @@ def allcnn_c(nn=None, num_classes=10):
         return [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
                 nn.BatchNorm2d(c_out), nn.ReLU()]
     return nn.Sequential(
-        nn.Dropout(0.2),
-        *conv(3, 96, 3), *conv(96, 96, 3), *conv(96, 96, 3, stride=2), nn.Dropout(0.5),
-        *conv(96, 192, 3), *conv(192, 192, 3), *conv(192, 192, 3, stride=2), nn.Dropout(0.5),
+        *conv(3, 96, 3), *conv(96, 96, 3), *conv(96, 96, 3, stride=2),
+        *conv(96, 192, 3), *conv(192, 192, 3), *conv(192, 192, 3, stride=2),
         *conv(192, 192, 3, padding=0), *conv(192, 192, 1, padding=0),
         nn.Conv2d(192, num_classes, 1),
         nn.AdaptiveAvgPool2d(1), nn.Flatten())
