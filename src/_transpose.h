@@ -10,39 +10,30 @@
 #include <immintrin.h>
 #endif
 
-/* interleaved[8 * k + l] = planes[l * plane_stride + k] for k, l < 8: eight pixels of
-   eight channel planes into eight pixel vectors. */
-static inline void fastconv_interleave_8x8(const float *planes, ptrdiff_t plane_stride,
+/* interleaved[8 * k + l] = planes[l * plane_stride + k] for k < 4, l < 8: four pixels of
+   eight channel planes into four pixel vectors. Four rather than eight pixels, so that
+   rows of 7 or 15 pixels are covered by overlapping blocks. */
+static inline void fastconv_interleave_8x4(const float *planes, ptrdiff_t plane_stride,
                                            float *interleaved) {
 #ifdef __AVX2__
-    __m256 r0 = _mm256_loadu_ps(planes), r1 = _mm256_loadu_ps(planes + plane_stride);
-    __m256 r2 = _mm256_loadu_ps(planes + 2 * plane_stride);
-    __m256 r3 = _mm256_loadu_ps(planes + 3 * plane_stride);
-    __m256 r4 = _mm256_loadu_ps(planes + 4 * plane_stride);
-    __m256 r5 = _mm256_loadu_ps(planes + 5 * plane_stride);
-    __m256 r6 = _mm256_loadu_ps(planes + 6 * plane_stride);
-    __m256 r7 = _mm256_loadu_ps(planes + 7 * plane_stride);
-    /* Pairs of channels per pixel (pixels k and k + 4 in the two 128-bit halves),
-       then quadruples, then the halves swapped across registers. */
-    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(interleaved, _mm256_permute2f128_ps(s0, s4, 0x20));
-    _mm256_storeu_ps(interleaved + 8, _mm256_permute2f128_ps(s1, s5, 0x20));
-    _mm256_storeu_ps(interleaved + 16, _mm256_permute2f128_ps(s2, s6, 0x20));
-    _mm256_storeu_ps(interleaved + 24, _mm256_permute2f128_ps(s3, s7, 0x20));
-    _mm256_storeu_ps(interleaved + 32, _mm256_permute2f128_ps(s0, s4, 0x31));
-    _mm256_storeu_ps(interleaved + 40, _mm256_permute2f128_ps(s1, s5, 0x31));
-    _mm256_storeu_ps(interleaved + 48, _mm256_permute2f128_ps(s2, s6, 0x31));
-    _mm256_storeu_ps(interleaved + 56, _mm256_permute2f128_ps(s3, s7, 0x31));
+    /* Channel l in the low half of register l % 4, channel l + 4 in its high half. */
+    __m256 r[4], t0, t1, t2, t3;
+    int l;
+    for (l = 0; l < 4; l++)
+        r[l] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(planes + l * plane_stride)),
+                                    _mm_loadu_ps(planes + (l + 4) * plane_stride), 1);
+    /* Pairs of channels per pixel, then quadruples: pixel k's eight channels. */
+    t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    _mm256_storeu_ps(interleaved, _mm256_shuffle_ps(t0, t2, 0x44));
+    _mm256_storeu_ps(interleaved + 8, _mm256_shuffle_ps(t0, t2, 0xEE));
+    _mm256_storeu_ps(interleaved + 16, _mm256_shuffle_ps(t1, t3, 0x44));
+    _mm256_storeu_ps(interleaved + 24, _mm256_shuffle_ps(t1, t3, 0xEE));
 #else
     ptrdiff_t k, l;
-    for (k = 0; k < 8; k++)
+    for (k = 0; k < 4; k++)
         for (l = 0; l < 8; l++)
             interleaved[8 * k + l] = planes[l * plane_stride + k];
 #endif

@@ -79,7 +79,7 @@ from _common cimport floating, activate, gemm, GEMM_KERNEL, PANEL, sgemm_kernel
 
 # float32 with LANES = 8 only; float64 keeps the scalar loops.
 cdef extern from "_transpose.h" nogil:
-    void interleave_8x8 "fastconv_interleave_8x8"(const float* planes, Py_ssize_t plane_stride,
+    void interleave_8x4 "fastconv_interleave_8x4"(const float* planes, Py_ssize_t plane_stride,
                                                   float* interleaved)
     void store_tile_4x4 "fastconv_store_tile_4x4"(const float* y, const float* shift, bint relu,
                                                   float* out, Py_ssize_t row_pitch,
@@ -190,15 +190,18 @@ cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_
             continue
         memset(row, 0, first * LANES * sizeof(floating))
         memset(row + last * LANES, 0, (padded_w - last) * LANES * sizeof(floating))
-        # Vector transposes for the whole blocks of 8 pixels of full float32 lane groups
-        # (a value per lane compiles to scalar inserts), the loops below for the rest.
+        # Vector transposes for blocks of 4 pixels of full float32 lane groups (a value per
+        # lane compiles to scalar inserts), the last block ending at the row's last pixel,
+        # overlapping the one before: odd widths (7, 15, 31) went half through the scalar
+        # loops, which are left to rows under 4 pixels and partial groups.
         start = first
         if floating is float:
-            if count == LANES:
-                while start + LANES <= last:
-                    interleave_8x8(planes + h * width - pad_w + start, height * width,
+            if count == LANES and last - first >= 4:
+                while start < last:
+                    start = min(start, last - 4)
+                    interleave_8x4(planes + h * width - pad_w + start, height * width,
                                    row + start * LANES)
-                    start = start + LANES
+                    start = start + 4
         for l in range(count):
             source = planes + (l * height + h) * width - pad_w
             for w in range(start, last):

@@ -93,9 +93,10 @@ NAMED_LAYERS = [
     # images in a block: 37 images are full blocks and a partial one.
     Layer(37, 3, 5, 15, 15, padding=1, label="several-blocks"),
     Layer(3, 6, 9, 9, 8, padding=1, bias=False, label="nobias"),
-    # float32 moves whole groups of 8 channels and rows of 8 pixels through vector
-    # transposes, scalar loops the rest: 20 and 19 channels, rows of 19 pixels, and 17x19
-    # outputs of full and cropped 4x4 tiles exercise both sides of each boundary.
+    # float32 moves whole groups of 8 channels through vector transposes, 4 pixels at a
+    # time, the last block of a row overlapping the one before; scalar loops the rest:
+    # 20 and 19 channels, rows of 19 pixels, and 17x19 outputs of full and cropped 4x4
+    # tiles exercise both sides of each boundary (the random layers, rows of 1 to 11).
     Layer(2, 20, 19, 17, 19, padding=1, label="vector-transposes"),
     Layer(2, 16, 8, 16, 16, padding=1, label="full-tiles-only"),
 ]
