@@ -81,6 +81,20 @@ static inline void fastconv_gemm_rows(int rows, const int vectors, ptrdiff_t k, 
 }
 #undef FASTCONV_GEMM_ROWS
 
+/* Fetches rows first to first + count - 1 (those below k) of the 16 columns at b, rows
+   pitch apart, into L1. With B walked down its columns (the Winograd weight gradient's Z,
+   a row 37 KB after the last for 256 channels, a new page each time), the hardware
+   prefetchers do not follow, and each panel's first block of rows waited on L3 row by
+   row; fetched while the panel before is multiplied, the rows are there when needed. */
+static inline void fastconv_prefetch_rows(const float *b, ptrdiff_t pitch, ptrdiff_t first,
+                                          ptrdiff_t count, ptrdiff_t k) {
+    ptrdiff_t p;
+    for (p = first; p < first + count && p < k; p++) {
+        _mm_prefetch((const char *)(b + p * pitch), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + p * pitch + 15), _MM_HINT_T0);
+    }
+}
+
 /* C (m x n) = A B, or C += A B with accumulate: A(r, p) = a[r * a_row + p * a_step]
    (m x k; a_step = 1 for a row-major A, a_row = 1 for a transposed one), C row-major with
    row pitch ldc, n a multiple of 8. B (k x n) is row-major with row pitch ldb, or with
@@ -90,14 +104,19 @@ static inline void fastconv_gemm_rows(int rows, const int vectors, ptrdiff_t k, 
 static inline void fastconv_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
                                   ptrdiff_t a_row, ptrdiff_t a_step, const float *b,
                                   ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate) {
+    /* Rows of the next panel each block of rows fetches: all of them over the panel. */
+    ptrdiff_t blocks = (m + 5) / 6, ahead = blocks ? (k + blocks - 1) / blocks : 0;
     ptrdiff_t i, j;
     for (j = 0; j < n; j += 16) {
         int vectors = n - j >= 16 ? 2 : 1;
         const float *panel = ldb ? b + j : b + j * k;
-        for (i = 0; i < m; i += 6)
+        for (i = 0; i < m; i += 6) {
+            if (ldb && j + 16 < n)
+                fastconv_prefetch_rows(panel + 16, ldb, i / 6 * ahead, ahead, k);
             fastconv_gemm_rows(m - i < 6 ? (int)(m - i) : 6, vectors, k, a + i * a_row, a_row,
                                a_step, panel, ldb ? ldb : 8 * vectors, c + i * ldc + j, ldc,
                                accumulate);
+        }
     }
 }
 #else
