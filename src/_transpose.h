@@ -19,9 +19,11 @@ static inline void fastconv_interleave_8x4(const float *planes, ptrdiff_t plane_
     /* Channel l in the low half of register l % 4, channel l + 4 in its high half. */
     __m256 r[4], t0, t1, t2, t3;
     int l;
-    for (l = 0; l < 4; l++)
-        r[l] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(planes + l * plane_stride)),
+    for (l = 0; l < 4; l++) {
+        __m128 low = _mm_loadu_ps(planes + l * plane_stride);
+        r[l] = _mm256_insertf128_ps(_mm256_castps128_ps256(low),
                                     _mm_loadu_ps(planes + (l + 4) * plane_stride), 1);
+    }
     /* Pairs of channels per pixel, then quadruples: pixel k's eight channels. */
     t0 = _mm256_unpacklo_ps(r[0], r[1]);
     t1 = _mm256_unpackhi_ps(r[0], r[1]);

@@ -96,7 +96,7 @@ NAMED_LAYERS = [
     # float32 moves whole groups of 8 channels through vector transposes, 4 pixels at a
     # time, the last block of a row overlapping the one before; scalar loops the rest:
     # 20 and 19 channels, rows of 19 pixels, and 17x19 outputs of full and cropped 4x4
-    # tiles exercise both sides of each boundary (the random layers, rows of 1 to 11).
+    # tiles exercise both sides of each boundary (the random layers: rows of 1 to 9).
     Layer(2, 20, 19, 17, 19, padding=1, label="vector-transposes"),
     Layer(2, 16, 8, 16, 16, padding=1, label="full-tiles-only"),
 ]
