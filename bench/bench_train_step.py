@@ -1,5 +1,6 @@
-"""NET-S and NET-M (fastconv.models): an SGD training step and inference, fastconv.nn beside
-an identical torch.nn model. The reference has no layer API, so it has no column here."""
+"""NET-S, NET-M, airnet and airnet-wide (fastconv.models): an SGD training step and inference,
+fastconv.nn beside an identical torch.nn model. The reference has no layer API, so it has no
+column here."""
 import pytest
 
 from fastconv.bench import FULL, NET_CASES, Net

@@ -111,7 +111,8 @@ BENCH_DESCRIPTION = """\
 Measure the machine's float32 GEMM throughput (numpy matmul), then time fastconv beside
 the NumPy reference and PyTorch (when torch imports), all at the same thread count:
 convolution, transposed convolution and pooling layers at batch 64, forward and
-forward+backward, and NET-S / NET-M training steps and inference at batch 128.
+forward+backward, and the training steps and inference of NET-S, NET-M, airnet and
+airnet-wide at batch 128.
 Times are medians over repeats after one warm-up call; with --autotune, algo="auto"
 times the convolution algorithms in that warm-up call and keeps the fastest.
 

@@ -3,13 +3,12 @@
 Each builder takes the layer namespace to build from: fastconv.nn by default, or
 torch.nn, whose layer names and signatures fastconv.nn shares. One definition builds
 both libraries' copies, so the networks compared in `fastconv bench` are identical by
-construction (airnet, which needs a scaling layer torch.nn lacks, builds in fastconv only).
+construction.
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from fastconv import init
-from fastconv.nn import Module
 
 
 def _default_nn(nn):
@@ -118,21 +117,23 @@ def fastnet_wide(nn=None, num_classes=10):
     return fastnet(nn, num_classes, widths=(64, 256, 256))
 
 
-class _Scale(Module):
-    """y = x * factor, a constant."""
+def _scale(nn, factor):
+    """A layer y = x * factor (a constant) in the namespace nn: torch.nn has none, and
+    torch's autograd ignores the backward that fastconv.nn calls."""
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.factor = factor
 
-    def __init__(self, factor):
-        super().__init__()
-        self.factor = factor
+        def forward(self, input):
+            return input * self.factor
 
-    def forward(self, input):
-        return input * np.asarray(self.factor, input.dtype)
+        def backward(self, grad_output):
+            return grad_output * self.factor
 
-    def backward(self, grad_output):
-        return grad_output * np.asarray(self.factor, grad_output.dtype)
-
-    def extra_repr(self):
-        return f"{self.factor:g}"
+        def extra_repr(self):
+            return f"{self.factor:g}"
+    return Scale()
 
 
 def airnet(nn=None, num_classes=10, widths=(32, 128, 128)):
@@ -146,13 +147,13 @@ def airnet(nn=None, num_classes=10, widths=(32, 128, 128)):
     random init on the rest; the BatchNorms have no trainable scale, so only their shifts
     train.
     """
-    if nn is not None:
-        raise ValueError("airnet builds in fastconv.nn only")
-    import fastconv.nn as nn
+    nn = _default_nn(nn)
+    # torch.nn.init for torch.nn's tensors.
+    inits = getattr(nn, "init", init)
 
     def conv(c_in, c_out):
         layer = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
-        init.dirac_(layer.weight.data[:c_in])
+        inits.dirac_(layer.weight.data[:c_in])
         return layer
 
     def norm(channels):
@@ -163,14 +164,14 @@ def airnet(nn=None, num_classes=10, widths=(32, 128, 128)):
         return layer
     whiten = nn.Conv2d(3, 24, 2, bias=True)
     whiten.weight.requires_grad = False
-    init.zeros_(whiten.bias)
+    inits.zeros_(whiten.bias)
     layers, c_in = [whiten, nn.GELU()], 24
     for width in widths:
         layers += [conv(c_in, width), nn.MaxPool2d(2), norm(width), nn.GELU(),
                    conv(width, width), norm(width), nn.GELU()]
         c_in = width
     layers += [nn.MaxPool2d(3), nn.Flatten(), nn.Linear(c_in, num_classes, bias=False),
-               _Scale(1 / 9)]
+               _scale(nn, 1 / 9)]
     return nn.Sequential(*layers)
 
 

@@ -11,7 +11,7 @@ from fastconv import models
 
 torch = pytest.importorskip("torch")
 
-MODELS = ["lenet5", "allcnn_c", "fastnet", "net_s", "net_m"]
+MODELS = ["lenet5", "allcnn_c", "fastnet", "net_s", "net_m", "airnet"]
 
 
 def twin_models(name):
@@ -40,7 +40,7 @@ def test_torch_state_dict_gives_the_same_outputs(name):
     np.testing.assert_allclose(ours(x), expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["fastnet", "net_m"])
+@pytest.mark.parametrize("name", ["fastnet", "net_m", "airnet"])
 def test_training_gradients_match_autograd(name):
     torch_model, ours = twin_models(name)
     torch_model.train()
@@ -55,8 +55,12 @@ def test_training_gradients_match_autograd(name):
     np.testing.assert_allclose(loss_fn(ours(x), labels), loss.item(), rtol=1e-10)
     grad_x = ours.backward(loss_fn.backward())
     np.testing.assert_allclose(grad_x, torch_x.grad.numpy(), rtol=1e-8, atol=1e-12)
-    torch_grads = {key: p.grad.numpy() for key, p in torch_model.named_parameters()}
+    torch_grads = {key: p.grad.numpy() for key, p in torch_model.named_parameters()
+                   if p.requires_grad}
+    assert torch_grads.keys() == {key for key, p in ours.named_parameters() if p.requires_grad}
     for key, param in ours.named_parameters():
+        if not param.requires_grad:
+            continue
         np.testing.assert_allclose(param.grad, torch_grads[key], rtol=1e-8, atol=1e-12,
                                    err_msg=key)
     for key, value in torch_model.state_dict().items():
