@@ -180,6 +180,19 @@ def airnet_wide(nn=None, num_classes=10):
     return airnet(nn, num_classes, widths=(64, 256, 256))
 
 
+def check_whitening(conv):
+    """Raise ValueError unless conv can be a whitening stem: a k x k convolution over C
+    channels with 2 * C * k * k filters (what init_whitening needs)."""
+    weight = getattr(getattr(conv, "weight", None), "data", None)
+    if getattr(weight, "ndim", None) != 4:
+        raise ValueError(f"init_whitening: needs a 2-D convolution, got {type(conv).__name__}")
+    filters, channels, k_h, k_w = weight.shape
+    if filters != 2 * channels * k_h * k_w:
+        raise ValueError(f"init_whitening: a conv with {channels} input channels and a "
+                         f"{k_h}x{k_w} kernel needs {2 * channels * k_h * k_w} filters, "
+                         f"got {filters}")
+
+
 def init_whitening(conv, images, eps=5e-4):
     """Set a k x k convolution with 2 * C * k * k outputs to whiten the k x k patches of images.
 
@@ -187,12 +200,9 @@ def init_whitening(conv, images, eps=5e-4):
     sqrt(eigenvalue + eps), followed by their negatives (so a ReLU after it keeps both
     signs). images: (N, C, H, W) float, normalised as the network sees them.
     """
+    check_whitening(conv)
     weight = conv.weight.data
     filters, channels, k_h, k_w = weight.shape
-    if filters != 2 * channels * k_h * k_w:
-        raise ValueError(f"init_whitening: a conv with {channels} input channels and a "
-                         f"{k_h}x{k_w} kernel needs {2 * channels * k_h * k_w} filters, "
-                         f"got {filters}")
     moments = np.zeros((filters // 2, filters // 2))
     count = 0
     for start in range(0, len(images), 500):     # chunks bound the patch copy's memory

@@ -289,17 +289,21 @@ def train(config, log=print):
                                  f"{saved['config'].get(key)!r}, not {config.get(key)!r}")
     fastconv.set_num_threads(config["threads"])
     fastconv.manual_seed(config["seed"])
-    prepared = prepare_data(config["data"], config["val_size"], config["subset"], config["seed"])
-    mean, std = prepared["mean"], prepared["std"]
+    # The model before the data (which takes seconds to load), so that a recipe it cannot
+    # take fails at once; loading the data draws nothing from the seeded generator.
     model = models.build(config["model"])
     if config["whiten_epochs"] is not None:
         try:
-            models.init_whitening(model[0], data.normalize(prepared["train"][0][:5000], mean, std))
+            models.check_whitening(model[0])
         except ValueError as error:
             asked = (f"--recipe {config['recipe']}" if config.get("recipe")
                      else f"whiten_epochs={config['whiten_epochs']}")
             raise ValueError(f"{asked} trains a whitening stem, which {config['model']} lacks "
                              f"(airnet and airnet-wide have one): {error}") from None
+    prepared = prepare_data(config["data"], config["val_size"], config["subset"], config["seed"])
+    mean, std = prepared["mean"], prepared["std"]
+    if config["whiten_epochs"] is not None:
+        models.init_whitening(model[0], data.normalize(prepared["train"][0][:5000], mean, std))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     loaders = _loaders(*prepared["train"], mean, std, config)
     optimizers = _optimizers(model, config)

@@ -26,6 +26,8 @@ def test_whitening_makes_the_patch_second_moments_the_identity():
 def test_whitening_checks_the_filter_count():
     with pytest.raises(ValueError, match="needs 24 filters, got 16"):
         models.init_whitening(nn.Conv2d(3, 16, 2), np.zeros((1, 3, 4, 4)))
+    with pytest.raises(ValueError, match="needs a 2-D convolution, got ReLU"):
+        models.check_whitening(nn.ReLU())
 
 
 def test_airnet_shapes_and_frozen_parameters():

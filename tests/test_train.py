@@ -164,10 +164,13 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-@needs_data
-def test_a_whitening_recipe_on_a_model_without_the_stem_names_the_recipe(tmp_path, capsys):
-    argv = ["train", "--data", DATA, "--model", "lenet5", "--recipe", "airbench-muon",
-            "--subset", "500", "--val-size", "100", "--out", str(tmp_path)]
+def test_a_whitening_recipe_on_a_model_without_the_stem_fails_before_loading(tmp_path, capsys,
+                                                                              monkeypatch):
+    def no_loading(*args):
+        raise AssertionError("the data was loaded first")
+    monkeypatch.setattr(train, "prepare_data", no_loading)
+    argv = ["train", "--data", str(tmp_path), "--model", "lenet5", "--recipe", "airbench-muon",
+            "--subset", "500", "--val-size", "100", "--out", str(tmp_path / "run")]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "--recipe airbench-muon trains a whitening stem, which lenet5 lacks" in err
