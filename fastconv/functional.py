@@ -66,6 +66,22 @@ def _conv_algorithm(fn, algo, input, weight, geometry, output_mask, run):
                             input, weight, geometry, run)
 
 
+def _conv2d_arguments(fn, input, weight, bias, stride, padding, dilation, groups, algo,
+                      activation):
+    """conv2d's arguments checked: (input, weight, bias) as float arrays, the geometry,
+    whether the activation is ReLU, and the algorithm (algo="auto" resolved)."""
+    arrays = float_arrays(fn, input=input, weight=weight, bias=bias)
+    input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
+    geometry = check_conv2d(fn, input, weight, stride, padding, dilation, groups)
+    check_bias(fn, bias, weight.shape[0])
+    relu = check_activation(fn, activation) == "relu"
+    algo = _conv_algorithm(fn, algo, input, weight, geometry, None,
+                           lambda candidate: conv2d(input, weight, bias, stride, padding,
+                                                    dilation, groups, algo=candidate,
+                                                    activation=activation))
+    return input, weight, bias, geometry, relu, algo
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto",
            activation=None):
     """2-D convolution (cross-correlation) over a batch of images, as torch.nn.functional.conv2d,
@@ -102,15 +118,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         H_out = floor((H + 2 * padding - dilation * (kH - 1) - 1) / stride) + 1
         and likewise W_out.
     """
-    arrays = float_arrays("conv2d", input=input, weight=weight, bias=bias)
-    input, weight, bias = arrays["input"], arrays["weight"], arrays["bias"]
-    geometry = check_conv2d("conv2d", input, weight, stride, padding, dilation, groups)
-    check_bias("conv2d", bias, weight.shape[0])
-    relu = check_activation("conv2d", activation) == "relu"
-    algo = _conv_algorithm("conv2d", algo, input, weight, geometry, None,
-                           lambda candidate: conv2d(input, weight, bias, stride, padding,
-                                                    dilation, groups, algo=candidate,
-                                                    activation=activation))
+    input, weight, bias, geometry, relu, algo = _conv2d_arguments(
+        "conv2d", input, weight, bias, stride, padding, dilation, groups, algo, activation)
     batch = input.shape[0]
     output = np.empty((batch, weight.shape[0], geometry.out_h, geometry.out_w), input.dtype)
     if algo == "direct":
@@ -126,6 +135,35 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         return output
     _gemm_forward(input, weight, bias, relu, geometry, output)
     return output
+
+
+def conv2d_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                      algo="auto", activation=None):
+    """max_pool2d(conv2d(...), 2): the convolution (arguments as in conv2d) followed by 2x2
+    max pooling at stride 2, with the pooling's switches, bitwise what the two calls give.
+
+    When the convolution runs as Winograd F(4x4, 3x3), each 4x4 output tile is pooled as
+    it is transformed back, so the convolution's output is never stored, nor read again
+    by a pooling pass; otherwise the two calls run.
+
+    Returns
+    -------
+    output, indices : as max_pool2d returns them for the convolution's output
+    conv_shape : tuple, the convolution's output shape, max_pool2d_backward's input_shape
+    """
+    input, weight, bias, geometry, relu, algo = _conv2d_arguments(
+        "conv2d_max_pool2d", input, weight, bias, stride, padding, dilation, groups, algo,
+        activation)
+    conv_shape = (input.shape[0], weight.shape[0], geometry.out_h, geometry.out_w)
+    shape = conv_shape[:2] + (geometry.out_h // 2, geometry.out_w // 2)
+    if algo != "winograd" or WINOGRAD_TILE != 4 or 0 in shape:
+        return *max_pool2d(conv2d(input, weight, bias, stride, padding, dilation, groups,
+                                  algo=algo, activation=activation), 2), conv_shape
+    output = np.empty(shape, input.dtype)
+    indices = np.empty(shape, np.int64)
+    _winograd_conv(input, weight, bias, relu, geometry.pad_h, geometry.pad_w, False, None,
+                   (output, indices))
+    return output, indices, conv_shape
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
@@ -313,15 +351,20 @@ def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
                          get_num_threads())
 
 
-def _winograd_conv(input, weight, bias, relu, pad_h, pad_w, adjoint, output):
+def _winograd_conv(input, weight, bias, relu, pad_h, pad_w, adjoint, output, pooled=None):
     """output <- the Winograd F(WINOGRAD_TILE x WINOGRAD_TILE, 3x3) convolution of input
-    with weight, + bias, rectified if relu.
+    with weight, + bias, rectified if relu; or, with output None and pooled an (output,
+    indices) pair, its 2x2 max pools and their switches (WINOGRAD_TILE 4 only).
 
     adjoint=True convolves with the kernel of the input gradient instead (weight rotated
     by 180 degrees, channels transposed): input is then grad_output and output grad_input.
     """
     batch, in_channels = input.shape[:2]
-    out_channels, out_h, out_w = output.shape[1:]
+    if output is None:
+        out_channels = pooled[0].shape[1]
+        out_h, out_w = input.shape[2] + 2 * pad_h - 2, input.shape[3] + 2 * pad_w - 2
+    else:
+        out_channels, out_h, out_w = output.shape[1:]
     tile = WINOGRAD_TILE
     transformed = workspace("winograd_weight", (_winograd.transform_points(tile), in_channels,
                                                 _winograd.round_up(out_channels)), input.dtype)
@@ -332,7 +375,7 @@ def _winograd_conv(input, weight, bias, relu, pad_h, pad_w, adjoint, output):
         in_channels, out_channels, out_h, out_w, per_block, tile)), input.dtype)
     with single_threaded_blas():
         _winograd.conv2d_forward(input, transformed, bias, relu, output, pad_h, pad_w, tile,
-                                 per_block, scratch, openmp_threads)
+                                 per_block, scratch, openmp_threads, *(pooled or ()))
 
 
 def _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight):

@@ -59,6 +59,14 @@ cdef inline floating activate(floating x, bint relu) noexcept nogil:
     return rectify(x) if relu else x
 
 
+cdef inline bint beats(floating challenger, floating best) noexcept nogil:
+    """Whether challenger, which comes after best in window order, takes its place: it is
+    larger, or it is NaN and best is not. This finds max pooling's first maximum or first
+    NaN (_pool.pyx's window_argmax) however the window is grouped, so a 2x2 window may
+    compare its rows first."""
+    return best == best and not best >= challenger
+
+
 cdef inline void rectify_run(floating* values, Py_ssize_t n) noexcept nogil:
     """values[i] <- rectify(values[i]) for i < n."""
     cdef Py_ssize_t i

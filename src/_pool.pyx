@@ -15,7 +15,7 @@ arrive as fresh pages every call, and faulting them in cost more than the scatte
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.string cimport memset
-from _common cimport floating
+from _common cimport beats, floating
 
 
 cdef enum:
@@ -58,13 +58,6 @@ cdef inline Py_ssize_t window_argmax(const floating* plane, Py_ssize_t width,
             w += step_w
         h += step_h
     return best_index
-
-
-cdef inline bint beats(floating challenger, floating best) noexcept nogil:
-    """Whether challenger, which comes after best in window order, takes its place: it is
-    larger, or it is NaN and best is not. This finds window_argmax's first maximum or first
-    NaN however the window is grouped, so a 2x2 window may compare its rows first."""
-    return best == best and not best >= challenger
 
 
 cdef inline Py_ssize_t avg_window(Py_ssize_t o, Py_ssize_t size, Py_ssize_t kernel,

@@ -74,8 +74,9 @@ out_h = H + 2 * pad_h - 2 (the bottom/right padding is whatever out_h / out_w im
 round_up rounds up to a multiple of LANES. See workspace_size for the scratch buffers.
 """
 from cython.parallel cimport prange, threadid
+from libc.stdint cimport int64_t
 from libc.string cimport memset
-from _common cimport floating, activate, gemm, GEMM_KERNEL, PANEL, sgemm_kernel
+from _common cimport beats, floating, activate, gemm, GEMM_KERNEL, PANEL, sgemm_kernel
 
 # float32 with LANES = 8 only; float64 keeps the scalar loops.
 cdef extern from "_transpose.h" nogil:
@@ -424,14 +425,50 @@ cdef inline void gradient_tiles_4x4(const floating* gradient, Py_ssize_t channel
     transform_tiles_4x4(gradient, channels, out_h, out_w, 0, 0, tiles_h, tiles_w, True, padded,
                         tiles, row_pitch, point_pitch)
 
+cdef inline void pool_tile_4x4(const floating* y, const floating* shift, bint relu,
+                               Py_ssize_t count, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t out_w,
+                               Py_ssize_t pooled_h, Py_ssize_t pooled_w, floating* pooled,
+                               int64_t* switches) noexcept nogil:
+    """The 2x2 max pools (stride 2) of the 4x4 output tile y + shift (rectified with relu,
+    laid out as in output_tiles_4x4) at (oh, ow), for count channels, into the pooled
+    planes (pooled_h, pooled_w) and their switches, the flat position in the out_w wide
+    output plane: the maxima and positions max_pool2d_2x2_forward (_pool.pyx) finds in
+    the stored tile. Windows past the pooled planes (an odd last row or column) are left."""
+    cdef Py_ssize_t pooled_size = pooled_h * pooled_w
+    cdef Py_ssize_t i, j, l, at, corner, top_offset, lower_offset
+    cdef const floating* window
+    cdef floating top, lower, right
+    for i in range(min(2, pooled_h - oh // 2)):
+        for j in range(min(2, pooled_w - ow // 2)):
+            at = (oh // 2 + i) * pooled_w + ow // 2 + j
+            corner = (oh + 2 * i) * out_w + ow + 2 * j
+            window = y + (8 * i + 2 * j) * LANES
+            for l in range(count):
+                top, top_offset = activate(window[l] + shift[l], relu), 0
+                right = activate(window[LANES + l] + shift[l], relu)
+                if beats(right, top):
+                    top, top_offset = right, 1
+                lower, lower_offset = activate(window[4 * LANES + l] + shift[l], relu), out_w
+                right = activate(window[5 * LANES + l] + shift[l], relu)
+                if beats(right, lower):
+                    lower, lower_offset = right, out_w + 1
+                if beats(lower, top):
+                    top, top_offset = lower, lower_offset
+                pooled[l * pooled_size + at] = top
+                switches[l * pooled_size + at] = corner + top_offset
+
+
 cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
                                   Py_ssize_t first_tile, Py_ssize_t last_tile,
                                   Py_ssize_t tiles_w, Py_ssize_t row_pitch,
                                   Py_ssize_t point_pitch, const floating* bias, bint relu,
-                                  Py_ssize_t out_h, Py_ssize_t out_w,
-                                  floating* image) noexcept nogil:
-    """output_tiles for F(4x4, 3x3): A^T m A (A^T 4x6) of 36-point tiles into 4x4 tiles."""
+                                  Py_ssize_t out_h, Py_ssize_t out_w, floating* image,
+                                  floating* pooled, int64_t* switches) noexcept nogil:
+    """output_tiles for F(4x4, 3x3): A^T m A (A^T 4x6) of 36-point tiles into 4x4 tiles;
+    or, with pooled (and switches) not NULL instead of image, into their 2x2 max pools
+    (pool_tile_4x4), planes of (out_h // 2, out_w // 2)."""
     cdef Py_ssize_t plane_size = out_h * out_w
+    cdef Py_ssize_t pooled_size = (out_h // 2) * (out_w // 2)
     cdef Py_ssize_t group, first, count, t, th, tw, oh, ow, i, j, k, l
     cdef const floating* m
     cdef floating* out
@@ -459,6 +496,11 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
                 at6(&s[k][0][0], LANES, &y[k][0][0], LANES)
             oh = 4 * th
             ow = 4 * tw
+            if pooled != NULL:
+                pool_tile_4x4(&y[0][0][0], shift, relu, count, oh, ow, out_w, out_h // 2,
+                              out_w // 2, pooled + first * pooled_size,
+                              switches + first * pooled_size)
+                continue
             # Whole float32 tiles of 8 channels by vector transposes; the scalar
             # loop crops the last row and column of tiles and fills partial groups.
             if floating is float:
@@ -655,7 +697,8 @@ def output_transform(const floating[:, :, ::1] products, const floating[::1] bia
     with nogil:
         if tile == 4:
             output_tiles_4x4(&products[0, 0, 0], channels, 0, tiles_h * tiles_w, tiles_w, row_pitch,
-                             products.shape[2], bias_data, relu, out_h, out_w, &image[0, 0, 0])
+                             products.shape[2], bias_data, relu, out_h, out_w, &image[0, 0, 0],
+                             NULL, NULL)
         else:
             output_tiles(&products[0, 0, 0], channels, 0, tiles_h * tiles_w, tiles_w, row_pitch,
                          products.shape[2], bias_data, relu, out_h, out_w, &image[0, 0, 0])
@@ -664,15 +707,34 @@ def output_transform(const floating[:, :, ::1] products, const floating[::1] bia
 def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1] transformed_weight,
                    const floating[::1] bias, bint relu, floating[:, :, :, ::1] output,
                    Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t tile, Py_ssize_t per_block,
-                   floating[:, ::1] workspace, int n_threads):
+                   floating[:, ::1] workspace, int n_threads,
+                   floating[:, :, :, ::1] pooled=None, int64_t[:, :, :, ::1] switches=None):
     """output <- conv2d(input, weight) + bias (bias may be None), rectified with relu, by
     F(tile x tile, 3x3) (tile 2 or 4), with weight given as transform_weight's transform
     for that tile; workspace rows of workspace_size(...) elements. Bias and ReLU go onto
-    each tile as it is transformed back."""
+    each tile as it is transformed back.
+
+    With pooled and switches (tile 4 only; output None), the output's 2x2 max pools
+    (stride 2) and their switches instead, as max_pool2d_2x2_forward gives them: the
+    output is never stored. The output is then (H + 2 pad_h - 2) x (W + 2 pad_w - 2)
+    and must be at least 2 x 2, with at least one image."""
     cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
     cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
-    cdef Py_ssize_t out_channels = output.shape[1], out_h = output.shape[2]
-    cdef Py_ssize_t out_w = output.shape[3]
+    cdef bint pooling = pooled is not None
+    if pooling and (tile != 4 or output is not None or switches is None
+                    or switches.shape[0] != pooled.shape[0] or switches.shape[1] != pooled.shape[1]
+                    or switches.shape[2] != pooled.shape[2] or switches.shape[3] != pooled.shape[3]
+                    or batch == 0 or pooled.shape[2] == 0 or pooled.shape[3] == 0):
+        raise ValueError("conv2d_forward: pooling takes tile 4, no output, switches shaped "
+                         "as pooled, at least one image and a 2 x 2 output")
+    cdef Py_ssize_t out_channels = pooled.shape[1] if pooling else output.shape[1]
+    cdef Py_ssize_t out_h = height + 2 * pad_h - 2 if pooling else output.shape[2]
+    cdef Py_ssize_t out_w = width + 2 * pad_w - 2 if pooling else output.shape[3]
+    cdef Py_ssize_t image_size = out_channels * out_h * out_w
+    cdef Py_ssize_t pooled_image = out_channels * (out_h // 2) * (out_w // 2)
+    cdef floating* output_data = NULL if pooling else &output[0, 0, 0, 0]
+    cdef floating* pooled_data = &pooled[0, 0, 0, 0] if pooling else NULL
+    cdef int64_t* switch_data = &switches[0, 0, 0, 0] if pooling else NULL
     cdef Py_ssize_t in_pitch = lane_pitch(in_channels), out_pitch = transformed_weight.shape[2]
     cdef Py_ssize_t points = tile_points(tile)
     cdef Py_ssize_t tiles_h = (out_h + tile - 1) // tile, tiles_w = (out_w + tile - 1) // tile
@@ -683,7 +745,7 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1]
     cdef Py_ssize_t block, first, count, columns, b, p, start, rows, t, stop
     # Strips need _gemm_kernel.h: BLAS would copy the weights on every call.
     cdef Py_ssize_t strip = per_block * tiles
-    if (own_gemm(&output[0, 0, 0, 0])
+    if (own_gemm(&transformed_weight[0, 0, 0])
             and points * in_pitch * out_pitch * sizeof(floating) <= STRIP_WEIGHT_BYTES):
         strip = STRIP
     cdef floating* padded
@@ -725,12 +787,16 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1]
                         output_tiles_4x4(products + (t - start) * points * out_pitch,
                                          out_channels, t - b * tiles, stop - b * tiles, tiles_w,
                                          points * out_pitch, out_pitch, bias_data, relu, out_h,
-                                         out_w, &output[first + b, 0, 0, 0])
+                                         out_w, output_data + (first + b) * image_size,
+                                         pooled_data + (first + b) * pooled_image if pooling
+                                         else NULL,
+                                         switch_data + (first + b) * pooled_image if pooling
+                                         else NULL)
                     else:
                         output_tiles(products + (t - start) * points * out_pitch, out_channels,
                                      t - b * tiles, stop - b * tiles, tiles_w,
                                      points * out_pitch, out_pitch, bias_data, relu, out_h,
-                                     out_w, &output[first + b, 0, 0, 0])
+                                     out_w, output_data + (first + b) * image_size)
                     t = stop
                 start = start + rows
 

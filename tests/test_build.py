@@ -8,13 +8,6 @@ import pytest
 import fastconv
 
 
-@pytest.fixture
-def restore_num_threads():
-    previous = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(previous)
-
-
 def test_build_info_keys_and_types():
     info = fastconv.build_info()
     assert set(info) == {"openmp", "winograd_gemm_kernel", "num_threads", "blas"}

@@ -223,13 +223,6 @@ def random_cases(count, seed):
 # --------------------------------------------------------------------------------------
 
 @pytest.fixture
-def restore_num_threads():
-    previous = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(previous)
-
-
-@pytest.fixture
 def single_thread(restore_num_threads):
     """One thread for the large sweeps of tiny calls.
 

@@ -41,13 +41,6 @@ def assert_bitwise_equal(actual, expected):
     np.testing.assert_array_equal(bits(actual), bits(expected))
 
 
-@pytest.fixture
-def restore_num_threads():
-    previous = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(previous)
-
-
 # --------------------------------------------------------------------------------------
 # conv2d(activation="relu")
 # --------------------------------------------------------------------------------------

@@ -249,3 +249,75 @@ def test_backward_parameters_skips_only_the_input_gradient(monkeypatch):
     assert [mask[0] for mask in masks] == [True, True, False]  # last layer first
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
+
+
+# Convolutions whose 2x2 max pools conv2d_max_pool2d takes from each Winograd output tile:
+# (batch, C_in, C_out, H, W, padding), odd and even output sizes, tiles cut at the edges,
+# channels that leave a partial group of 8.
+POOLED_CONVS = [(3, 5, 16, 9, 9, 1), (2, 8, 20, 7, 11, 1), (4, 16, 64, 15, 15, 1),
+                (2, 3, 9, 6, 5, 0), (1, 24, 17, 31, 30, 1), (5, 7, 3, 4, 4, 1), (2, 4, 8, 4, 5, 0)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", POOLED_CONVS, ids=lambda case: "N{}-C{}-F{}-{}x{}-p{}".format(*case))
+def test_conv_max_pool_is_max_pool_of_the_conv_bitwise(case, threads, with_bias, activation,
+                                                       dtype, restore_num_threads):
+    batch, c_in, c_out, height, width, padding = case
+    fastconv.set_num_threads(threads)
+    x = rng.standard_normal((batch, c_in, height, width)).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype) if with_bias else None
+    # Ties and NaN: a zero kernel gives every window four equal maxima (the bias, or
+    # zeros that relu may turn from -0.0); a NaN pixel poisons the windows around it.
+    weight[0] = 0
+    x[0, 0, height // 2, width // 2] = np.nan
+    output, indices, conv_shape = F.conv2d_max_pool2d(x, weight, bias, padding=padding,
+                                                      algo="winograd", activation=activation)
+    conv = F.conv2d(x, weight, bias, padding=padding, algo="winograd", activation=activation)
+    expected, expected_indices = F.max_pool2d(conv, 2)
+    assert conv_shape == conv.shape
+    assert np.isnan(expected).any()
+    np.testing.assert_array_equal(output.view(f"u{output.itemsize}"),
+                                  expected.view(f"u{output.itemsize}"))
+    np.testing.assert_array_equal(indices, expected_indices)
+
+
+def test_conv_max_pool_fuses_only_winograd_and_composes_the_rest(monkeypatch):
+    pooled = []
+    winograd_conv = F._winograd_conv
+
+    def recording(*args):
+        pooled.append(len(args) > 8)
+        return winograd_conv(*args)
+    monkeypatch.setattr(F, "_winograd_conv", recording)
+    x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    for algo, kernel in (("winograd", 3), ("im2col", 3), ("im2col", 1), ("direct", 3)):
+        weight = rng.standard_normal((6, 4, kernel, kernel)).astype(np.float32)
+        output, indices, shape = F.conv2d_max_pool2d(x, weight, algo=algo)
+        expected, expected_indices = F.max_pool2d(F.conv2d(x, weight, algo=algo), 2)
+        np.testing.assert_array_equal(output, expected)
+        np.testing.assert_array_equal(indices, expected_indices)
+    assert pooled == [True, False]  # the fused call, then the reference conv2d's
+    with pytest.raises(ValueError, match="conv2d_max_pool2d: weight"):
+        F.conv2d_max_pool2d(x, weight[:, :3])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sequential_fuses_conv_and_max_pool_like_the_composition(dtype):
+    def build():
+        fastconv.manual_seed(3)
+        return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                             nn.BatchNorm2d(16), nn.GELU(),
+                             nn.Conv2d(16, 16, 3, padding=1), nn.MaxPool2d((2, 2), 2),
+                             nn.Conv2d(16, 8, 3, padding=1), nn.MaxPool2d(2, ceil_mode=True),
+                             nn.Flatten(), nn.Linear(8, 3)).to(dtype)
+    # The pools after the first two convolutions are the convolutions' work (their
+    # backward still runs on its own); the ceil_mode one is not.
+    model = build()
+    model(rng.standard_normal((2, 3, 9, 9)).astype(dtype))
+    assert model[1]._cache is not None and model[7]._cache is not None
+    assert_training_step_matches_the_composition(
+        build, rng.standard_normal((5, 3, 9, 9)).astype(dtype), [3])

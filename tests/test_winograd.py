@@ -117,13 +117,6 @@ def random_layer(rng):
 LAYERS = NAMED_LAYERS + [random_layer(np.random.default_rng(2016)) for _ in range(40)]
 
 
-@pytest.fixture
-def restore_num_threads():
-    previous = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(previous)
-
-
 def assert_close(actual, expected, dtype, name, tolerance=None):
     """actual within tolerance of expected, relative to max(1, max |expected|)."""
     assert actual is not None, f"{name} is None"

@@ -130,19 +130,30 @@ class Conv2d(Module):
 
     fuses_relu = True
     folds_affine = True
+    fuses_max_pool = True
 
-    def forward(self, input, *, relu=False, affine=None):
+    def forward(self, input, *, relu=False, affine=None, max_pool=None):
         """relu=True applies max(., 0) to the output while the kernel writes it (a
         following ReLU fused by Sequential). affine=(scale, shift) per output channel
         (an eval-mode BatchNorm2d folded by Sequential) computes output * scale + shift
-        with the weight and bias scaled instead; eval mode only."""
+        with the weight and bias scaled instead; eval mode only. max_pool, a following
+        MaxPool2d that pools_2x2() (fused by Sequential, without relu), returns its
+        output instead (F.conv2d_max_pool2d), leaving it its switches."""
         weight = self.weight.data
         bias = None if self.bias is None else self.bias.data
         if affine is not None:
             weight, bias = _fold_affine(weight, bias, *affine)
+        if max_pool is not None and not relu:
+            output, indices, conv_shape = F.conv2d_max_pool2d(input, weight, bias,
+                                                              *self._geometry(), algo=self.algo)
+            max_pool.pooled_by(indices, conv_shape)
+            self._save_for_backward(input, None)
+            return output
         output = F.conv2d(input, weight, bias, *self._geometry(), algo=self.algo,
                           activation="relu" if relu else None)
         self._save_for_backward(input, output if relu else None)
+        if max_pool is not None:
+            return max_pool(output)
         return output
 
     def backward(self, grad_output):

@@ -163,6 +163,9 @@ class Module:
     fuses_relu = False
     # Whether forward takes gelu="none" / "tanh" and applies a following GELU itself.
     fuses_gelu = False
+    # Whether forward(x, max_pool=pool) also applies a following 2x2, stride-2 MaxPool2d
+    # (pool.pools_2x2()) and leaves pool what its own backward needs.
+    fuses_max_pool = False
     # Whether forward(x, affine=(scale, shift)) also computes output * scale + shift per
     # output channel, folded into its weights (eval mode only): Sequential folds a
     # following module whose _eval_affine() says it is such a map into it.
@@ -449,8 +452,10 @@ class Sequential(Module):
         """The modules in order, with fusions that save whole passes over the activations:
         an eval-mode per-channel affine map (BatchNorm2d) after a module that folds_affine
         is folded into its weights, and a ReLU (GELU) right after a module that fuses_relu
-        (fuses_gelu) is applied by that module while it writes its output."""
+        (fuses_gelu) is applied by that module while it writes its output; so is a 2x2
+        MaxPool2d after a module that fuses_max_pool, whose backward still runs."""
         from fastconv.nn.activation import GELU, ReLU  # activation imports this module
+        from fastconv.nn.pooling import MaxPool2d  # as does pooling
         modules = list(self._modules.values())
         fused = []
         index = 0
@@ -467,9 +472,12 @@ class Sequential(Module):
             elif module.fuses_gelu and type(following) is GELU:
                 options["gelu"] = following.approximate
                 taken += 1
+            elif (module.fuses_max_pool and type(following) is MaxPool2d
+                  and following.pools_2x2()):
+                options["max_pool"] = following
             x = module(x, **options)
             fused += range(index + 1, index + taken)
-            index += taken
+            index += taken + ("max_pool" in options)
         object.__setattr__(self, "_fused", fused)
         return x
 

@@ -53,6 +53,19 @@ class MaxPool2d(Module):
         indices, input_shape = self._saved_for_backward()
         return F.max_pool2d_backward(grad_output, indices, input_shape)
 
+    def pools_2x2(self):
+        """Whether this is the plain 2x2 pooling at stride 2 that a module before it with
+        fuses_max_pool can apply itself (see Module)."""
+        return (not self.return_indices and not self.ceil_mode
+                and all(np.all(np.broadcast_to(value, 2) == expected)
+                        for value, expected in ((self.kernel_size, 2), (self.stride, 2),
+                                                (self.padding, 0), (self.dilation, 1))))
+
+    def pooled_by(self, indices, input_shape):
+        """Keep what backward needs from a module that did this pooling in its own forward:
+        the switches and the shape of the input this module would have had."""
+        self._save_for_backward(indices, input_shape)
+
     def extra_repr(self):
         return _repr_args([("kernel_size", self.kernel_size, _SHOWN),
                            ("stride", self.stride, self.kernel_size),
