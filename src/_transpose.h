@@ -6,6 +6,7 @@
 #ifndef FASTCONV_TRANSPOSE_H
 #define FASTCONV_TRANSPOSE_H
 #include <stddef.h>
+#include <stdint.h>
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
@@ -77,6 +78,115 @@ static inline void fastconv_store_tile_4x4(const float *y, const float *shift, i
             for (j = 0; j < 4; j++) {
                 x = y[8 * (4 * i + j) + l] + shift[l];
                 out[l * plane_size + i * row_pitch + j] = relu && x <= 0 ? 0 : x;
+            }
+#endif
+}
+
+#ifdef __AVX2__
+/* Lanes where challenger takes best's place in a max pooling window: _common.pxd's beats,
+   best is not NaN and not best >= challenger (so a NaN challenger wins). */
+static inline __m256 fastconv_beats(__m256 challenger, __m256 best) {
+    return _mm256_andnot_ps(_mm256_cmp_ps(best, challenger, _CMP_GE_OQ),
+                            _mm256_cmp_ps(best, best, _CMP_EQ_OQ));
+}
+#endif
+
+/* The 2x2 max pools (stride 2) of a whole 4x4 output tile of eight channels, x = y[8 *
+   (4 i + j) + l] + shift[l] (rectified with relu) as fastconv_store_tile_4x4 takes it:
+   window (p, q) of channel l into pooled[l * pooled_size + p * pooled_w + q] and the flat
+   position of its maximum in the output plane, corner + (2 p + i) row_pitch + 2 q + j for
+   the chosen (i, j), into switches at the same place; chosen as _pool.pyx's
+   max_pool_2x2_run chooses (top pair, bottom pair, then the two winners). Only windows
+   p < rows, q < cols (1 or 2: an odd output's last tiles) are stored. row_pitch + 1 must
+   fit an int. */
+static inline void fastconv_pool_tile_4x4(const float *y, const float *shift, int relu,
+                                          float *pooled, int64_t *switches,
+                                          ptrdiff_t pooled_w, ptrdiff_t pooled_size,
+                                          int64_t corner, ptrdiff_t row_pitch, ptrdiff_t rows,
+                                          ptrdiff_t cols) {
+#ifdef __AVX2__
+    const __m256 bias = _mm256_loadu_ps(shift), zero = _mm256_setzero_ps();
+    const __m128i first = _mm_set1_epi64x(corner);
+    __m256 value[4], x[4], top, lower, m;
+    __m256i offset[4], top_offset, lower_offset;
+    int w, k, start, r, q, h;
+    for (w = 0; w < 4; w++) {
+        /* Window w = 2 p + q: its pixels in row-major order, and their offsets. */
+        start = (int)(2 * (w / 2) * row_pitch + 2 * (w % 2));
+        for (k = 0; k < 4; k++) {
+            x[k] = _mm256_add_ps(_mm256_loadu_ps(y + 8 * (4 * (2 * (w / 2) + k / 2)
+                                                          + 2 * (w % 2) + k % 2)), bias);
+            if (relu)
+                x[k] = _mm256_andnot_ps(_mm256_cmp_ps(x[k], zero, _CMP_LE_OQ), x[k]);
+        }
+        m = fastconv_beats(x[1], x[0]);
+        top = _mm256_blendv_ps(x[0], x[1], m);
+        top_offset = _mm256_blendv_epi8(_mm256_set1_epi32(start), _mm256_set1_epi32(start + 1),
+                                        _mm256_castps_si256(m));
+        m = fastconv_beats(x[3], x[2]);
+        lower = _mm256_blendv_ps(x[2], x[3], m);
+        lower_offset = _mm256_blendv_epi8(_mm256_set1_epi32(start + (int)row_pitch),
+                                          _mm256_set1_epi32(start + (int)row_pitch + 1),
+                                          _mm256_castps_si256(m));
+        m = fastconv_beats(lower, top);
+        value[w] = _mm256_blendv_ps(top, lower, m);
+        offset[w] = _mm256_blendv_epi8(top_offset, lower_offset, _mm256_castps_si256(m));
+    }
+    /* Per pooled row r, the (q = 0, q = 1) pairs of channels 4 h + 2 t + {0, 1} in the
+       low and high 64 bits of half h of pairs[r][t]. */
+    __m256 pairs[2][2] = {{_mm256_unpacklo_ps(value[0], value[1]),
+                           _mm256_unpackhi_ps(value[0], value[1])},
+                          {_mm256_unpacklo_ps(value[2], value[3]),
+                           _mm256_unpackhi_ps(value[2], value[3])}};
+    __m256i offset_pairs[2][2] = {{_mm256_unpacklo_epi32(offset[0], offset[1]),
+                                   _mm256_unpackhi_epi32(offset[0], offset[1])},
+                                  {_mm256_unpacklo_epi32(offset[2], offset[3]),
+                                   _mm256_unpackhi_epi32(offset[2], offset[3])}};
+    for (r = 0; r < rows; r++)
+        for (q = 0; q < 2; q++)
+            for (h = 0; h < 2; h++) {
+                __m128 v = h ? _mm256_extractf128_ps(pairs[r][q], 1)
+                             : _mm256_castps256_ps128(pairs[r][q]);
+                __m128i o = h ? _mm256_extracti128_si256(offset_pairs[r][q], 1)
+                              : _mm256_castsi256_si128(offset_pairs[r][q]);
+                __m128i low = _mm_add_epi64(_mm_cvtepi32_epi64(o), first);
+                __m128i high = _mm_add_epi64(_mm_cvtepi32_epi64(_mm_unpackhi_epi64(o, o)),
+                                             first);
+                ptrdiff_t at = (4 * h + 2 * q) * pooled_size + r * pooled_w;
+                if (cols == 2) {
+                    _mm_storel_pi((__m64 *)(pooled + at), v);
+                    _mm_storeh_pi((__m64 *)(pooled + at + pooled_size), v);
+                    _mm_storeu_si128((__m128i *)(switches + at), low);
+                    _mm_storeu_si128((__m128i *)(switches + at + pooled_size), high);
+                } else {
+                    _mm_store_ss(pooled + at, v);
+                    _mm_store_ss(pooled + at + pooled_size, _mm_movehl_ps(v, v));
+                    _mm_storel_epi64((__m128i *)(switches + at), low);
+                    _mm_storel_epi64((__m128i *)(switches + at + pooled_size), high);
+                }
+            }
+#else
+    ptrdiff_t p, q, l, k, chosen;
+    float x[4], best;
+    for (p = 0; p < rows; p++)
+        for (q = 0; q < cols; q++)
+            for (l = 0; l < 8; l++) {
+                for (k = 0; k < 4; k++) {
+                    x[k] = y[8 * (4 * (2 * p + k / 2) + 2 * q + k % 2) + l] + shift[l];
+                    x[k] = relu && x[k] <= 0 ? 0 : x[k];
+                }
+                /* Pairs, then the pairs' winners: (best, chosen) as in max_pool_2x2_run. */
+                k = x[0] == x[0] && !(x[0] >= x[1]);
+                best = x[k];
+                chosen = k;
+                k = 2 + (x[2] == x[2] && !(x[2] >= x[3]));
+                if (best == best && !(best >= x[k])) {
+                    best = x[k];
+                    chosen = k;
+                }
+                pooled[l * pooled_size + p * pooled_w + q] = best;
+                switches[l * pooled_size + p * pooled_w + q] =
+                    corner + (2 * p + chosen / 2) * row_pitch + 2 * q + chosen % 2;
             }
 #endif
 }

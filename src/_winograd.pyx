@@ -85,6 +85,11 @@ cdef extern from "_transpose.h" nogil:
     void store_tile_4x4 "fastconv_store_tile_4x4"(const float* y, const float* shift, bint relu,
                                                   float* out, Py_ssize_t row_pitch,
                                                   Py_ssize_t plane_size)
+    void pool_tile_4x4_f32 "fastconv_pool_tile_4x4"(const float* y, const float* shift, bint relu,
+                                                    float* pooled, int64_t* switches,
+                                                    Py_ssize_t pooled_w, Py_ssize_t pooled_size,
+                                                    int64_t corner, Py_ssize_t row_pitch,
+                                                    Py_ssize_t rows, Py_ssize_t cols)
 
 cdef enum:
     # Transform points per tile: the 4x4 elements of a transformed F(2x2, 3x3) tile, the
@@ -497,6 +502,21 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
             oh = 4 * th
             ow = 4 * tw
             if pooled != NULL:
+                # Whole float32 windows of 8 channels by vector selects and transposes;
+                # the scalar loop crops and fills partial groups.
+                if oh // 2 >= out_h // 2 or ow // 2 >= out_w // 2:
+                    continue  # an odd output's last tile row or column, all of it cut off
+                if floating is float:
+                    if count == LANES:
+                        pool_tile_4x4_f32(&y[0][0][0], shift, relu,
+                                          pooled + first * pooled_size
+                                          + oh // 2 * (out_w // 2) + ow // 2,
+                                          switches + first * pooled_size
+                                          + oh // 2 * (out_w // 2) + ow // 2,
+                                          out_w // 2, pooled_size, oh * out_w + ow, out_w,
+                                          min(2, out_h // 2 - oh // 2),
+                                          min(2, out_w // 2 - ow // 2))
+                        continue
                 pool_tile_4x4(&y[0][0][0], shift, relu, count, oh, ow, out_w, out_h // 2,
                               out_w // 2, pooled + first * pooled_size,
                               switches + first * pooled_size)
