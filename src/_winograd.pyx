@@ -40,6 +40,11 @@ and NET-M's layers, 4-5% per training step. Each strip reads all the transformed
 again, so a layer whose transformed weights exceed STRIP_WEIGHT_BYTES (256 -> 256
 channels) keeps whole blocks, which measured up to 20% faster there.
 
+F(4x4)'s forward pass can also max-pool (2x2, stride 2) each output tile as it transforms
+it back, writing the pooled planes and their switches instead of the output (a 4x4 tile
+holds four whole windows, since tiles start at multiples of 4): the output is never
+stored, nor read again by a pooling pass.
+
 The input gradient is the same computation run on grad_output, with the 180-degree
 rotated, channel-transposed kernel (transform_weight with adjoint=True) and padding
 2 - pad. The weight gradient is the adjoint of the forward pass: with grad_output's
