@@ -479,7 +479,7 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
     (pool_tile_4x4), planes of (out_h // 2, out_w // 2)."""
     cdef Py_ssize_t plane_size = out_h * out_w
     cdef Py_ssize_t pooled_size = (out_h // 2) * (out_w // 2)
-    cdef Py_ssize_t group, first, count, t, th, tw, oh, ow, i, j, k, l
+    cdef Py_ssize_t group, first, count, t, th, tw, oh, ow, i, j, k, l, at
     cdef const floating* m
     cdef floating* out
     cdef floating shift[LANES]
@@ -507,17 +507,14 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
             oh = 4 * th
             ow = 4 * tw
             if pooled != NULL:
-                # Whole float32 windows of 8 channels by vector selects and transposes;
-                # the scalar loop crops and fills partial groups.
                 if oh // 2 >= out_h // 2 or ow // 2 >= out_w // 2:
                     continue  # an odd output's last tile row or column, all of it cut off
+                # Whole float32 groups of 8 channels by vector selects and transposes;
+                # the scalar loop fills partial groups.
                 if floating is float:
                     if count == LANES:
-                        pool_tile_4x4_f32(&y[0][0][0], shift, relu,
-                                          pooled + first * pooled_size
-                                          + oh // 2 * (out_w // 2) + ow // 2,
-                                          switches + first * pooled_size
-                                          + oh // 2 * (out_w // 2) + ow // 2,
+                        at = first * pooled_size + oh // 2 * (out_w // 2) + ow // 2
+                        pool_tile_4x4_f32(&y[0][0][0], shift, relu, pooled + at, switches + at,
                                           out_w // 2, pooled_size, oh * out_w + ow, out_w,
                                           min(2, out_h // 2 - oh // 2),
                                           min(2, out_w // 2 - ow // 2))
@@ -747,8 +744,7 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, ::1]
     cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
     cdef bint pooling = pooled is not None
     if pooling and (tile != 4 or output is not None or switches is None
-                    or switches.shape[0] != pooled.shape[0] or switches.shape[1] != pooled.shape[1]
-                    or switches.shape[2] != pooled.shape[2] or switches.shape[3] != pooled.shape[3]
+                    or any(switches.shape[k] != pooled.shape[k] for k in range(4))
                     or batch == 0 or pooled.shape[2] == 0 or pooled.shape[3] == 0):
         raise ValueError("conv2d_forward: pooling takes tile 4, no output, switches shaped "
                          "as pooled, at least one image and a 2 x 2 output")
