@@ -1,5 +1,8 @@
-"""Build the Cython kernels, with OpenMP when the compiler supports it."""
+"""Build the Cython kernels once per ISA level (fastconv/_levels.py), with OpenMP when the
+compiler supports it."""
+import importlib.util
 import os
+import platform
 import sys
 import tempfile
 import textwrap
@@ -8,8 +11,6 @@ import warnings
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-MODULES = ["_openmp", "_im2col", "_conv_gemm", "_conv_direct", "_winograd", "_reduce", "_pool",
-           "_interpolate", "_batchnorm", "_activation", "_allocator"]
 
 OPENMP_PROBE = textwrap.dedent("""
     #include <omp.h>
@@ -52,44 +53,89 @@ def accepts(compiler, flags):
     return True
 
 
-def optimisation_flags(compiler):
-    """-O3, plus -march=native for a build that runs where it is compiled.
+def load_levels():
+    """fastconv/_levels.py, loaded alone: the package itself needs the compiled modules."""
+    spec = importlib.util.spec_from_file_location("_levels", os.path.join("fastconv", "_levels.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    The direct and pooling kernels rely on the compiler vectorising their inner loops,
-    which needs the machine's vector width. FASTCONV_PORTABLE=1 leaves it out, for
-    wheels meant for other machines.
-    """
-    if compiler.compiler_type == "msvc":
-        return ["/O2"]
-    if os.environ.get("FASTCONV_PORTABLE") != "1" and accepts(compiler, ["-march=native"]):
-        return ["-O3", "-march=native"]
-    return ["-O3"]
+
+LEVELS = load_levels()
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+def builds_level(compiler, level):
+    """Whether this machine's compiler builds the level: every level but the baseline
+    needs an x86 target and a gcc-style compiler that knows the level's flags."""
+    if not level.flags:
+        return True
+    return X86 and compiler.compiler_type != "msvc" and accepts(compiler, list(level.flags))
 
 
 class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        # Every kernel is compiled once per level: use the cores (pip passes no -j).
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
     def build_extensions(self):
         flags = openmp_flags(self.compiler)
         if flags is None:
             warnings.warn("fastconv: the compiler does not support OpenMP; "
                           "the kernels are built serial (one thread).")
             flags = ([], [])
-        optimise = optimisation_flags(self.compiler)
+        common = ["/O2"] if self.compiler.compiler_type == "msvc" else list(LEVELS.COMMON_FLAGS)
+        by_package = {LEVELS.package(level.name): level for level in LEVELS.LEVELS}
+        built = {level.name for level in LEVELS.LEVELS if builds_level(self.compiler, level)}
+        extensions = []
         for ext in self.extensions:
-            ext.extra_compile_args = optimise + flags[0]
+            level = by_package.get(ext.name.rpartition(".")[0], LEVELS.LEVELS[0])
+            if level.name not in built:
+                continue
+            # Here rather than as the Extension's define_macros, which cythonize mixed up
+            # between the levels' modules of one source file.
+            ext.extra_compile_args = (common + list(level.flags)
+                                      + [f"-DFASTCONV_LANES={level.lanes}"] + flags[0])
             ext.extra_link_args = flags[1]
+            extensions.append(ext)
+        skipped = [level.name for level in LEVELS.LEVELS if level.name not in built]
+        if skipped:
+            warnings.warn(f"fastconv: not building the ISA levels {skipped} "
+                          "(not an x86 target, or the compiler lacks their flags).")
+        self.extensions = extensions
         super().build_extensions()
+
+    def copy_extensions_to_source(self):
+        # The levels' packages hold only compiled modules: an in-place build makes them.
+        build_py = self.get_finalized_command("build_py")
+        for ext in self.extensions:
+            package = ext.name.rpartition(".")[0]
+            os.makedirs(build_py.get_package_dir(package), exist_ok=True)
+        super().copy_extensions_to_source()
 
 
 def extensions():
     import numpy
     from Cython.Build import cythonize
+    directives = {"boundscheck": False, "wraparound": False, "cdivision": True,
+                  "initializedcheck": False}
     # numpy's headers: _allocator installs a NumPy memory handler.
-    modules = [Extension(f"fastconv.{name}", [f"src/{name}.pyx"],
-                         include_dirs=["src", numpy.get_include()])
-               for name in MODULES]
-    return cythonize(modules, include_path=["src"], language_level=3,
-                     compiler_directives={"boundscheck": False, "wraparound": False,
-                                          "cdivision": True, "initializedcheck": False})
+    shared = [Extension(f"fastconv.{name}", [f"src/{name}.pyx"],
+                        include_dirs=["src", numpy.get_include()])
+              for name in ("_openmp", "_cpu", "_allocator")]
+    modules = cythonize(shared, include_path=["src"], language_level=3,
+                        compiler_directives=directives, nthreads=os.cpu_count() or 1)
+    for level in LEVELS.LEVELS:
+        package = LEVELS.package(level.name)
+        level_modules = [Extension(f"{package}.{name}", [f"src/{name}.pyx"], include_dirs=["src"])
+                         for name in LEVELS.KERNEL_MODULES]
+        # A C file per level, each naming its own module.
+        modules += cythonize(level_modules, include_path=["src"], language_level=3,
+                             compiler_directives=directives, nthreads=os.cpu_count() or 1,
+                             build_dir=os.path.join("build", "cython", level.name))
+    return modules
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -24,6 +24,7 @@ import time
 import warnings
 
 from fastconv._serialize import write_atomic
+from fastconv._isa import get_isa
 from fastconv._threads import get_num_threads
 
 # The heuristic takes Winograd for layers it supports with at least this many input and
@@ -97,7 +98,7 @@ def conv_algorithms():
         pass : "forward" or "backward"; output_mask : the backward's (grad_input,
         grad_weight, grad_bias) flags, None forward; input_shape, weight_shape,
         output_size (H_out, W_out); stride, padding (top/left), dilation : (h, w);
-        groups; dtype : "float32" or "float64"; threads;
+        groups; dtype : "float32" or "float64"; threads; isa : the ISA level;
         algo : the algorithm run; source : "heuristic", "measured" or "cache";
         milliseconds : {algorithm: median time} when measured (now or for the cache),
         else None.
@@ -115,7 +116,7 @@ def winograd_applies(weight, geometry):
 def choose(pass_, output_mask, input, weight, geometry, run):
     """The algorithm algo="auto" runs for this call; run(algo) repeats the call with algo."""
     signature = (pass_, output_mask, input.shape, weight.shape, geometry, input.dtype,
-                 get_num_threads())
+                 get_num_threads(), get_isa())
     record = _choices.get(signature)
     if record is None:
         record = _choices[signature] = _new_record(signature, weight, geometry, run)
@@ -134,12 +135,12 @@ def _heuristic(weight, geometry):
 
 
 def _new_record(signature, weight, geometry, run):
-    pass_, output_mask, input_shape, weight_shape, g, dtype, threads = signature
+    pass_, output_mask, input_shape, weight_shape, g, dtype, threads, isa = signature
     record = {"pass": pass_, "output_mask": output_mask, "input_shape": input_shape,
               "weight_shape": weight_shape, "output_size": (g.out_h, g.out_w),
               "stride": (g.stride_h, g.stride_w), "padding": (g.pad_h, g.pad_w),
               "dilation": (g.dilation_h, g.dilation_w), "groups": g.groups,
-              "dtype": dtype.name, "threads": threads}
+              "dtype": dtype.name, "threads": threads, "isa": isa}
     if not _enabled:
         return dict(record, algo=_heuristic(weight, geometry), source="heuristic",
                     milliseconds=None)
@@ -172,9 +173,9 @@ def _median_milliseconds(run, algo):
 
 def _signature_text(signature):
     """The signature as the cache file's key: JSON, so it reads the same in any process."""
-    pass_, output_mask, input_shape, weight_shape, geometry, dtype, threads = signature
+    pass_, output_mask, input_shape, weight_shape, geometry, dtype, threads, isa = signature
     return json.dumps([pass_, output_mask, input_shape, weight_shape, geometry, dtype.name,
-                       threads])
+                       threads, isa])
 
 
 def _read_cache(path):
@@ -199,13 +200,14 @@ def _read_cache(path):
 
 
 def _build():
-    """What the timings depend on besides the signature: fastconv's version, its build
-    and the processor."""
+    """What the timings depend on besides the signature: fastconv's version, its build,
+    the ISA level in use and the processor."""
     from fastconv import __version__
+    from fastconv._isa import get_isa, kernels
     from fastconv._openmp import openmp_enabled
-    from fastconv._winograd import FLOAT32_GEMM_KERNEL
-    return {"fastconv": __version__, "openmp": openmp_enabled(),
-            "winograd_gemm_kernel": FLOAT32_GEMM_KERNEL, "processor": _processor()}
+    return {"fastconv": __version__, "openmp": openmp_enabled(), "isa": get_isa(),
+            "winograd_gemm_kernel": kernels.winograd.FLOAT32_GEMM_KERNEL,
+            "processor": _processor()}
 
 
 def _processor():

@@ -519,8 +519,11 @@ def run(plan=FULL, threads=None, use_torch=True, patterns=(), progress=True, aut
         fastconv.set_num_threads(previous_threads)
         if torch:
             torch.set_num_threads(previous_torch_threads)
+    info = fastconv.build_info()
     return {
         "fastconv": fastconv.__version__,
+        "isa": info["isa"],
+        "isa_available": info["isa_available"],
         "torch": torch.__version__ if torch else None,
         "torch_note": torch_note,
         "threads": threads,
@@ -568,7 +571,8 @@ def format_report(report):
     """The report as text: a header line, the layer table, the network table and notes."""
     torch_text = f"PyTorch {report['torch']}" if report["torch"] else "no PyTorch"
     autotune_text = ", algorithms autotuned" if report["autotune"] else ""
-    lines = [f"fastconv {report['fastconv']}, {torch_text}, {report['threads']} threads"
+    lines = [f"fastconv {report['fastconv']} (ISA level {report['isa']} of "
+             f"{', '.join(report['isa_available'])}), {torch_text}, {report['threads']} threads"
              f"{autotune_text}; "
              f"float32 GEMM {report['gemm']['size']}^3: {report['gemm']['gflops']:.1f} GFLOPS"]
     if report["torch_note"]:

@@ -5,8 +5,8 @@ float32 or float64.
 """
 import numpy as np
 
-from fastconv import (_activation, _autotune, _batchnorm, _conv_direct, _conv_gemm, _interpolate,
-                      _pool, _reduce, _winograd)
+from fastconv import _autotune
+from fastconv._isa import kernels
 from fastconv._checks import (BATCH_NORM_ACTIVATIONS, check_activation, check_adaptive_pool2d,
                               check_batch_norm, check_bias, check_conv2d, check_conv_transpose2d,
                               check_divisor_override, check_grad_output, check_interpolate,
@@ -127,7 +127,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         padded_h, padded_w = _padded_extent(weight, geometry)
         scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
                                        + geometry.out_h * padded_w), input.dtype)
-        _conv_direct.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
+        kernels.conv_direct.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
                                     scratch, openmp_threads)
         return output
     if algo == "winograd":
@@ -207,14 +207,14 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
             openmp_threads = kernel_threads(batch * groups)
             scratch = workspace("direct", (openmp_threads, (out_channels // groups) * out_h
                                            * padded_w + padded_h * padded_w), input.dtype)
-            _conv_direct.conv2d_backward_input(grad_output, weight, grad_input,
+            kernels.conv_direct.conv2d_backward_input(grad_output, weight, grad_input,
                                                *geometry.kernel_args(), scratch, openmp_threads)
         if want_weight:
             openmp_threads = kernel_threads(out_channels)
             scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
                                            + out_h * padded_w), input.dtype)
             totals = workspace("direct_totals", (openmp_threads, weight[0].size), np.float64)
-            _conv_direct.conv2d_backward_weight(grad_output, input, grad_weight,
+            kernels.conv_direct.conv2d_backward_weight(grad_output, input, grad_weight,
                                                 *geometry.kernel_args(), scratch, totals,
                                                 openmp_threads)
         return grad_input, grad_weight, grad_bias
@@ -315,7 +315,7 @@ def _gemm_forward(input, weight, bias, relu, geometry, output):
     scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
                         input.dtype)
     with single_threaded_blas():
-        _conv_gemm.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
+        kernels.conv_gemm.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
                                   per_gemm, scratch, openmp_threads)
 
 
@@ -326,7 +326,7 @@ def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
     scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
                         grad_output.dtype)
     with single_threaded_blas():
-        _conv_gemm.conv2d_backward_input(grad_output, weight, grad_input,
+        kernels.conv_gemm.conv2d_backward_input(grad_output, weight, grad_input,
                                          *geometry.kernel_args(), per_gemm, scratch,
                                          openmp_threads)
 
@@ -344,10 +344,10 @@ def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
                          input.dtype)
     partials.fill(0)
     with single_threaded_blas():
-        _conv_gemm.conv2d_backward_weight(grad_output, input, weight, partials,
+        kernels.conv_gemm.conv2d_backward_weight(grad_output, input, weight, partials,
                                           *geometry.kernel_args(), per_gemm, scratch,
                                           openmp_threads)
-    _reduce.sum_partials(partials.reshape(n_chunks, grad_weight.size), grad_weight.reshape(-1),
+    kernels.reduce.sum_partials(partials.reshape(n_chunks, grad_weight.size), grad_weight.reshape(-1),
                          get_num_threads())
 
 
@@ -366,15 +366,15 @@ def _winograd_conv(input, weight, bias, relu, pad_h, pad_w, adjoint, output, poo
     else:
         out_channels, out_h, out_w = output.shape[1:]
     tile = WINOGRAD_TILE
-    transformed = workspace("winograd_weight", (_winograd.transform_points(tile), in_channels,
-                                                _winograd.round_up(out_channels)), input.dtype)
-    _winograd.transform_weight(weight, transformed, adjoint, tile, kernel_threads(in_channels))
+    transformed = workspace("winograd_weight", (kernels.winograd.transform_points(tile), in_channels,
+                                                kernels.winograd.round_up(out_channels)), input.dtype)
+    kernels.winograd.transform_weight(weight, transformed, adjoint, tile, kernel_threads(in_channels))
     per_block = _winograd_images_per_block(batch, out_h, out_w, tile, WINOGRAD_TILES)
     openmp_threads = kernel_threads(-(-batch // per_block))
-    scratch = workspace("winograd", (openmp_threads, _winograd.workspace_size(
+    scratch = workspace("winograd", (openmp_threads, kernels.winograd.workspace_size(
         in_channels, out_channels, out_h, out_w, per_block, tile)), input.dtype)
     with single_threaded_blas():
-        _winograd.conv2d_forward(input, transformed, bias, relu, output, pad_h, pad_w, tile,
+        kernels.winograd.conv2d_forward(input, transformed, bias, relu, output, pad_h, pad_w, tile,
                                  per_block, scratch, openmp_threads, *(pooled or ()))
 
 
@@ -387,24 +387,24 @@ def _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight)
         return
     out_channels = weight.shape[0]
     tile = WINOGRAD_WEIGHT_TILE
-    points = _winograd.transform_points(tile)
+    points = kernels.winograd.transform_points(tile)
     per_block = _winograd_images_per_block(batch, geometry.out_h, geometry.out_w, tile,
                                            WINOGRAD_WEIGHT_TILES)
     # Chunks depend on the batch and the geometry only, never on the thread count.
     n_chunks = max(1, min(batch // per_block, MAX_WEIGHT_PARTIALS))
     openmp_threads = kernel_threads(n_chunks)
-    scratch = workspace("winograd", (openmp_threads, _winograd.workspace_size(
+    scratch = workspace("winograd", (openmp_threads, kernels.winograd.workspace_size(
         in_channels, out_channels, geometry.out_h, geometry.out_w, per_block, tile)),
         input.dtype)
     partials = workspace("winograd_partials", (in_channels, n_chunks, points,
-                                               _winograd.round_up(out_channels)), input.dtype)
+                                               kernels.winograd.round_up(out_channels)), input.dtype)
     with single_threaded_blas():
-        _winograd.conv2d_backward_weight(grad_output, input, partials, geometry.pad_h,
+        kernels.winograd.conv2d_backward_weight(grad_output, input, partials, geometry.pad_h,
                                          geometry.pad_w, tile, per_block, scratch,
                                          openmp_threads)
     inverse_threads = kernel_threads(in_channels)
     sums = workspace("winograd_sums", (inverse_threads, points * partials.shape[3]), np.float64)
-    _winograd.inverse_weight(partials, grad_weight, sums, inverse_threads)
+    kernels.winograd.inverse_weight(partials, grad_weight, sums, inverse_threads)
 
 
 def _winograd_images_per_block(batch, out_h, out_w, tile, tiles):
@@ -429,10 +429,11 @@ def _images_per_gemm(batch, geometry):
 
 def _gemm_workspace(weight, geometry, per_gemm):
     """Elements per thread: the block's column matrix and its gathered output planes, their
-    columns rounded up to whole panels of 16 (see src/_conv_gemm.pyx)."""
+    columns rounded up to whole panels (see src/_conv_gemm.pyx)."""
     out_channels, group_in, kernel_h, kernel_w = weight.shape
     rows = group_in * kernel_h * kernel_w + out_channels // geometry.groups
-    return rows * -(-per_gemm * geometry.out_h * geometry.out_w // 16) * 16
+    panel = kernels.conv_gemm.panel_width()
+    return rows * -(-per_gemm * geometry.out_h * geometry.out_w // panel) * panel
 
 
 def _padded_extent(weight, geometry):
@@ -447,7 +448,7 @@ def _bias_gradient(grad_output):
     batch, channels, height, width = grad_output.shape
     grad_bias = np.zeros(channels, grad_output.dtype)
     # Explicit sizes, not -1: NumPy cannot infer an axis of a zero-size array (N = 0).
-    _reduce.channel_sums(grad_output.reshape(batch, channels, height * width), grad_bias,
+    kernels.reduce.channel_sums(grad_output.reshape(batch, channels, height * width), grad_bias,
                          kernel_threads(channels))
     return grad_bias
 
@@ -490,9 +491,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     output = np.empty(shape, input.dtype)
     indices = np.empty(shape, np.int64)
     if _whole_2x2_windows(geometry, input.shape):
-        _pool.max_pool2d_2x2_forward(input, output, indices, _plane_threads(shape))
+        kernels.pool.max_pool2d_2x2_forward(input, output, indices, _plane_threads(shape))
     else:
-        _pool.max_pool2d_forward(input, output, indices, *geometry.kernel_args(),
+        kernels.pool.max_pool2d_forward(input, output, indices, *geometry.kernel_args(),
                                  _plane_threads(shape))
     return output, indices
 
@@ -526,7 +527,7 @@ def max_pool2d_backward(grad_output, indices, input_shape):
     grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
     indices, input_shape = check_switches(fn, grad_output, indices, input_shape)
     grad_input = np.empty(input_shape, grad_output.dtype)
-    _pool.max_pool2d_backward(grad_output, indices, grad_input, _plane_threads(input_shape))
+    kernels.pool.max_pool2d_backward(grad_output, indices, grad_input, _plane_threads(input_shape))
     return grad_input
 
 
@@ -557,7 +558,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                             ceil_mode)
     divisor = check_divisor_override("avg_pool2d", divisor_override)
     output = np.empty((*input.shape[:2], geometry.out_h, geometry.out_w), input.dtype)
-    _pool.avg_pool2d_forward(input, output, *geometry.kernel_args()[:6], bool(count_include_pad),
+    kernels.pool.avg_pool2d_forward(input, output, *geometry.kernel_args()[:6], bool(count_include_pad),
                              divisor, _plane_threads(input.shape))
     return output
 
@@ -576,7 +577,7 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     divisor = check_divisor_override(fn, divisor_override)
     check_grad_output(fn, grad_output, (*input_shape[:2], geometry.out_h, geometry.out_w))
     grad_input = np.empty(input_shape, grad_output.dtype)
-    _pool.avg_pool2d_backward(grad_output, grad_input, *geometry.kernel_args()[:6],
+    kernels.pool.avg_pool2d_backward(grad_output, grad_input, *geometry.kernel_args()[:6],
                               bool(count_include_pad), divisor, _plane_threads(input_shape))
     return grad_input
 
@@ -599,7 +600,7 @@ def adaptive_avg_pool2d(input, output_size):
     input = float_arrays("adaptive_avg_pool2d", input=input)["input"]
     out_h, out_w = check_adaptive_pool2d("adaptive_avg_pool2d", input.shape, output_size)
     output = np.empty((*input.shape[:2], out_h, out_w), input.dtype)
-    _pool.adaptive_avg_pool2d_forward(input, output, _plane_threads(input.shape))
+    kernels.pool.adaptive_avg_pool2d_forward(input, output, _plane_threads(input.shape))
     return output
 
 
@@ -612,7 +613,7 @@ def adaptive_avg_pool2d_backward(grad_output, input_shape):
     out_h, out_w = check_adaptive_pool2d(fn, input_shape, grad_output.shape[2:])
     check_grad_output(fn, grad_output, (*input_shape[:2], out_h, out_w))
     grad_input = np.empty(input_shape, grad_output.dtype)
-    _pool.adaptive_avg_pool2d_backward(grad_output, grad_input, _plane_threads(input_shape))
+    kernels.pool.adaptive_avg_pool2d_backward(grad_output, grad_input, _plane_threads(input_shape))
     return grad_input
 
 
@@ -631,7 +632,7 @@ def adaptive_max_pool2d(input, output_size):
     shape = (*input.shape[:2], out_h, out_w)
     output = np.empty(shape, input.dtype)
     indices = np.empty(shape, np.int64)
-    _pool.adaptive_max_pool2d_forward(input, output, indices, _plane_threads(shape))
+    kernels.pool.adaptive_max_pool2d_forward(input, output, indices, _plane_threads(shape))
     return output, indices
 
 
@@ -641,7 +642,7 @@ def adaptive_max_pool2d_backward(grad_output, indices, input_shape):
     grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
     indices, input_shape = check_switches(fn, grad_output, indices, input_shape)
     grad_input = np.empty(input_shape, grad_output.dtype)
-    _pool.max_pool2d_backward(grad_output, indices, grad_input, _plane_threads(input_shape))
+    kernels.pool.max_pool2d_backward(grad_output, indices, grad_input, _plane_threads(input_shape))
     return grad_input
 
 
@@ -667,7 +668,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     indices, out_h, out_w = check_unpool2d(fn, input, indices, kernel_size, stride, padding,
                                            output_size)
     output = np.empty((*input.shape[:2], out_h, out_w), input.dtype)
-    _pool.max_unpool2d_forward(input, indices, output, _plane_threads(input.shape))
+    kernels.pool.max_unpool2d_forward(input, indices, output, _plane_threads(input.shape))
     return output
 
 
@@ -680,7 +681,7 @@ def max_unpool2d_backward(grad_output, indices):
     grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
     indices = check_unpool2d_backward(fn, grad_output, indices)
     grad_input = np.empty(indices.shape, grad_output.dtype)
-    _pool.max_unpool2d_backward(grad_output, indices, grad_input, _plane_threads(indices.shape))
+    kernels.pool.max_unpool2d_backward(grad_output, indices, grad_input, _plane_threads(indices.shape))
     return grad_input
 
 
@@ -718,9 +719,9 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     output = np.empty((*input.shape[:2], geometry.out_h, geometry.out_w), input.dtype)
     threads = _plane_threads(input.shape)
     if geometry.mode == "nearest":
-        _interpolate.nearest_forward(input, output, geometry.scale_h, geometry.scale_w, threads)
+        kernels.interpolate.nearest_forward(input, output, geometry.scale_h, geometry.scale_w, threads)
     else:
-        _interpolate.bilinear_forward(input, output, geometry.align_corners, geometry.scale_h,
+        kernels.interpolate.bilinear_forward(input, output, geometry.align_corners, geometry.scale_h,
                                       geometry.scale_w, threads)
     return output
 
@@ -741,10 +742,10 @@ def interpolate_backward(grad_output, input_shape, size=None, scale_factor=None,
     grad_input = np.empty(input_shape, grad_output.dtype)
     threads = _plane_threads(input_shape)
     if geometry.mode == "nearest":
-        _interpolate.nearest_backward(grad_output, grad_input, geometry.scale_h,
+        kernels.interpolate.nearest_backward(grad_output, grad_input, geometry.scale_h,
                                       geometry.scale_w, threads)
     else:
-        _interpolate.bilinear_backward(grad_output, grad_input, geometry.align_corners,
+        kernels.interpolate.bilinear_backward(grad_output, grad_input, geometry.align_corners,
                                        geometry.scale_h, geometry.scale_w, threads)
     return grad_input
 
@@ -753,7 +754,7 @@ def interpolate_backward(grad_output, input_shape, size=None, scale_factor=None,
 
 def _chunk_threads(size):
     """OpenMP threads for an element-wise kernel over size elements."""
-    return kernel_threads(_activation.chunk_count(size))
+    return kernel_threads(kernels.activation.chunk_count(size))
 
 
 def relu(input, inplace=False):
@@ -780,7 +781,7 @@ def relu(input, inplace=False):
             raise ValueError(f"{fn}: inplace=True needs a writeable input, got a read-only "
                              f"array of shape {input.shape}")
     output = array if inplace else np.empty(array.shape, array.dtype)
-    _activation.relu_forward(array.reshape(-1), output.reshape(-1), _chunk_threads(array.size))
+    kernels.activation.relu_forward(array.reshape(-1), output.reshape(-1), _chunk_threads(array.size))
     if inplace and output is not input:
         # The kernel worked on a contiguous copy of a strided input.
         np.copyto(input, output)
@@ -805,7 +806,7 @@ def relu_backward(grad_output, output):
     grad_output, output = arrays["grad_output"], arrays["output"]
     check_same_shape(fn, "grad_output", grad_output, "output", output)
     grad_input = np.empty(output.shape, output.dtype)
-    _activation.relu_backward(grad_output.reshape(-1), output.reshape(-1),
+    kernels.activation.relu_backward(grad_output.reshape(-1), output.reshape(-1),
                               grad_input.reshape(-1), _chunk_threads(output.size))
     return grad_input
 
@@ -836,7 +837,7 @@ def gelu(input, approximate="none"):
     tanh = _gelu_approximate(fn, approximate)
     array = float_arrays(fn, input=input)["input"]
     output = np.empty(array.shape, array.dtype)
-    _activation.gelu_forward(array.reshape(-1), output.reshape(-1), tanh,
+    kernels.activation.gelu_forward(array.reshape(-1), output.reshape(-1), tanh,
                              _chunk_threads(array.size))
     return output
 
@@ -856,7 +857,7 @@ def gelu_backward(grad_output, input, approximate="none"):
     grad_output, input = arrays["grad_output"], arrays["input"]
     check_same_shape(fn, "grad_output", grad_output, "input", input)
     grad_input = np.empty(input.shape, input.dtype)
-    _activation.gelu_backward(grad_output.reshape(-1), input.reshape(-1),
+    kernels.activation.gelu_backward(grad_output.reshape(-1), input.reshape(-1),
                               grad_input.reshape(-1), tanh, _chunk_threads(input.size))
     return grad_input
 
@@ -902,7 +903,7 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
         if activation == "relu":
             np.maximum(output, 0, out=output)
         elif activation is not None:
-            _activation.gelu_forward(output.reshape(-1), output.reshape(-1),
+            kernels.activation.gelu_forward(output.reshape(-1), output.reshape(-1),
                                      activation == "gelu_tanh", _chunk_threads(output.size))
         empty = np.empty(0, np.float64)
         return output.reshape(input.shape), empty, empty
@@ -912,7 +913,7 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
                          f"input shape {input.shape}")
     output = np.empty_like(values)
     mean, var = np.empty(channels), np.empty(channels)
-    _batchnorm.forward_train(values, weight, bias, eps, _BATCH_NORM_CODES[activation], output,
+    kernels.batchnorm.forward_train(values, weight, bias, eps, _BATCH_NORM_CODES[activation], output,
                              mean, var, kernel_threads(channels))
     if running_mean is not None:
         running_mean *= 1 - momentum
@@ -931,8 +932,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 # _batchnorm's codes for native_batch_norm's activations.
-_BATCH_NORM_CODES = {None: _batchnorm.NO_ACTIVATION, "relu": _batchnorm.RELU,
-                     "gelu": _batchnorm.GELU, "gelu_tanh": _batchnorm.GELU_TANH}
+_BATCH_NORM_CODES = {None: kernels.batchnorm.NO_ACTIVATION, "relu": kernels.batchnorm.RELU,
+                     "gelu": kernels.batchnorm.GELU, "gelu_tanh": kernels.batchnorm.GELU_TANH}
 
 
 def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
@@ -975,7 +976,7 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
     want_input = output_mask[0] or activation is not None
     grad_input = np.empty_like(values) if want_input else None
     grad_weight, grad_bias = np.empty(channels), np.empty(channels)
-    _batchnorm.backward(grad_output.reshape(values.shape), values, weight, bias,
+    kernels.batchnorm.backward(grad_output.reshape(values.shape), values, weight, bias,
                         np.asarray(save_mean, np.float64), np.asarray(save_invstd, np.float64),
                         _BATCH_NORM_CODES[activation], relu_output, grad_input, grad_weight,
                         grad_bias, kernel_threads(channels))

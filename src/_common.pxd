@@ -10,16 +10,21 @@ cdef extern from "_dot.h" nogil:
     double fastconv_sum_double(const double* a, Py_ssize_t n)
 
 
-# _gemm_kernel.h's float32 GEMM (AVX2 only: GEMM_KERNEL is 0 without it).
+# The vector width of the ISA level being compiled (see _simd.h).
+cdef extern from "_simd.h" nogil:
+    enum: LANES "FASTCONV_LANES"
+    # Columns per block of the GEMM kernel's panel-stored B (ldb = 0).
+    enum: PANEL "FASTCONV_PANEL"
+
+
+# _gemm_kernel.h's float32 GEMM (AVX2 and FMA only: GEMM_KERNEL is 0 without them).
 cdef extern from "_gemm_kernel.h" nogil:
     enum: GEMM_KERNEL "FASTCONV_GEMM_KERNEL"
+    # Rows of C per block of the kernel.
+    enum: GEMM_ROWS "FASTCONV_GEMM_ROWS"
     void sgemm_kernel "fastconv_sgemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                                        Py_ssize_t a_row, Py_ssize_t a_step, const float* b,
                                        Py_ssize_t ldb, float* c, Py_ssize_t ldc, bint accumulate)
-
-cdef enum:
-    # Columns per block of the kernel's panel-stored B (ldb = 0).
-    PANEL = 16
 
 
 cdef extern from "_gelu.h" nogil:

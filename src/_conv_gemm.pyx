@@ -9,14 +9,14 @@ each thread owns its outputs and its workspace row and calls a single-threaded B
 
 In float32 with AVX2 the forward pass (and so the input gradient of a transposed
 convolution) multiplies with _gemm_kernel.h instead: im2col writes the block's columns
-16 at a time straight into the kernel's panel layout, and the kernel multiplies each
+PANEL (16 or 32) at a time straight into the kernel's panel layout, and the kernel multiplies each
 panel while it is in L2, where BLAS would copy the im2col matrix once more into its own
 layout (a third of the time on 3x3 stride-2 layers).
 
 Shapes: input (N, C_in, H, W), weight (C_out, C_in / groups, kH, kW),
 output (N, C_out, out_h, out_w). workspace has one row per thread of
-(C_in / groups * kH * kW + C_out / groups) * round_up(per_gemm * out_h * out_w, 16)
-elements.
+(C_in / groups * kH * kW + C_out / groups) * round_up(per_gemm * out_h * out_w, PANEL)
+elements (PANEL: see panel_width).
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy
@@ -67,6 +67,12 @@ cdef inline const floating* column_matrix(
 cdef inline Py_ssize_t panel_columns(Py_ssize_t columns) noexcept nogil:
     """columns rounded up to whole panels: the column count of the panel-stored matrix."""
     return (columns + PANEL - 1) // PANEL * PANEL
+
+
+def panel_width():
+    """Columns per panel of the forward pass's column matrix at this ISA level: the
+    workspace's columns are rounded up to a multiple of it."""
+    return PANEL
 
 
 cdef void im2col_panel(const float* images, Py_ssize_t image_stride, Py_ssize_t channels,
@@ -135,7 +141,7 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, :
     cdef bint direct_columns = reads_input_as_columns(kernel_h, kernel_w, stride_h, stride_w,
                                                       pad_h, pad_w, height, width, out_h, out_w)
     cdef bint panels = floating is float and GEMM_KERNEL and not direct_columns
-    cdef Py_ssize_t block, first, count, width_block, pitch, n, b, g, c, p
+    cdef Py_ssize_t block, first, count, width_block, pitch, n, b, g, c, p, q
     cdef bint direct_output
     cdef const floating* columns
     cdef floating* buffer
@@ -156,7 +162,8 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, :
                     product = &output[first, g * group_out, 0, 0]
                 if floating is float and panels:
                     # Each panel is multiplied as soon as it is written, while it is in L2.
-                    for p in range(0, pitch, 16):  # PANEL, which range needs as a literal
+                    for q in range(pitch // PANEL):
+                        p = q * PANEL
                         im2col_panel(&input[first, g * group_in, 0, 0], input.shape[1] * height * width,
                                      group_in, height, width, kernel_h, kernel_w, stride_h,
                                      stride_w, pad_h, pad_w, dilation_h, dilation_w, out_w,

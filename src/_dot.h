@@ -5,25 +5,25 @@
 #define FASTCONV_DOT_H
 #include <stddef.h>
 
-#define FASTCONV_LANES 16
+#define FASTCONV_DOT_LANES 16
 
 #define FASTCONV_DEFINE_DOT(name, type)                                                    \
 static inline double name(const type *a, const type *b, ptrdiff_t b_stride, ptrdiff_t n) { \
-    double lanes[FASTCONV_LANES] = {0};                                                    \
+    double lanes[FASTCONV_DOT_LANES] = {0};                                                    \
     double total = 0;                                                                      \
     ptrdiff_t i = 0, j;                                                                    \
     if (b_stride == 1) {                                                                   \
-        for (; i + FASTCONV_LANES <= n; i += FASTCONV_LANES)                               \
-            for (j = 0; j < FASTCONV_LANES; j++)                                           \
+        for (; i + FASTCONV_DOT_LANES <= n; i += FASTCONV_DOT_LANES)                               \
+            for (j = 0; j < FASTCONV_DOT_LANES; j++)                                           \
                 lanes[j] += (double)a[i + j] * b[i + j];                                   \
     } else {                                                                               \
-        for (; i + FASTCONV_LANES <= n; i += FASTCONV_LANES)                               \
-            for (j = 0; j < FASTCONV_LANES; j++)                                           \
+        for (; i + FASTCONV_DOT_LANES <= n; i += FASTCONV_DOT_LANES)                               \
+            for (j = 0; j < FASTCONV_DOT_LANES; j++)                                           \
                 lanes[j] += (double)a[i + j] * b[(i + j) * b_stride];                      \
     }                                                                                      \
     for (; i < n; i++)                                                                     \
         total += (double)a[i] * b[i * b_stride];                                           \
-    for (j = 0; j < FASTCONV_LANES; j++)                                                   \
+    for (j = 0; j < FASTCONV_DOT_LANES; j++)                                                   \
         total += lanes[j];                                                                 \
     return total;                                                                          \
 }
@@ -33,15 +33,15 @@ FASTCONV_DEFINE_DOT(fastconv_dot_double, double)
 
 #define FASTCONV_DEFINE_SUM(name, type)                                                    \
 static inline double name(const type *a, ptrdiff_t n) {                                    \
-    double lanes[FASTCONV_LANES] = {0};                                                    \
+    double lanes[FASTCONV_DOT_LANES] = {0};                                                    \
     double total = 0;                                                                      \
     ptrdiff_t i = 0, j;                                                                    \
-    for (; i + FASTCONV_LANES <= n; i += FASTCONV_LANES)                                   \
-        for (j = 0; j < FASTCONV_LANES; j++)                                               \
+    for (; i + FASTCONV_DOT_LANES <= n; i += FASTCONV_DOT_LANES)                                   \
+        for (j = 0; j < FASTCONV_DOT_LANES; j++)                                               \
             lanes[j] += a[i + j];                                                          \
     for (; i < n; i++)                                                                     \
         total += a[i];                                                                     \
-    for (j = 0; j < FASTCONV_LANES; j++)                                                   \
+    for (j = 0; j < FASTCONV_DOT_LANES; j++)                                                   \
         total += lanes[j];                                                                 \
     return total;                                                                          \
 }

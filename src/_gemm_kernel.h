@@ -4,118 +4,134 @@
    multiplies. The Winograd GEMMs are thin (K = 24 to 256 channels, or 128 tiles for
    the weight gradient) and there are 36 of them per block of tiles, so the copies cost
    several times the arithmetic. This kernel reads the operands where they lie: each
-   6 x 16 block of C stays in twelve AVX registers while one row of B (two vectors) and
-   six broadcast values of A go by per step of K. B's 16-column panel is reused by every
-   block of rows, so it stays in L1; A's rows come from L2.
+   ROWS x PANEL block of C (two vectors a row) stays in registers while one row of B (two
+   vectors) and ROWS broadcast values of A go by per step of K. B's panel is reused by
+   every block of rows, so it stays in L1; A's rows come from L2.
 
-   Results are summed in a fixed order (K ascending), whatever the thread count. */
+   Written once over _simd.h's vectors and compiled per ISA level: 6 x 16 in AVX2's 16
+   registers, 12 x 32 in AVX-512's 32, whose 24 accumulators hide the FMA latency of two
+   units. Results are summed in a fixed order (K ascending), whatever the thread count. */
 #ifndef FASTCONV_GEMM_KERNEL_H
 #define FASTCONV_GEMM_KERNEL_H
 #include <stddef.h>
-#ifdef __AVX2__
-#include <immintrin.h>
+#include "_simd.h"
+
+#if FASTCONV_LANES == 8
+#define FASTCONV_GEMM_ROWS 6
+#else
+#define FASTCONV_GEMM_ROWS 12
+#endif
+
+#if defined(__GNUC__) && defined(__AVX2__) && defined(__FMA__)
 #define FASTCONV_GEMM_KERNEL 1
 
-/* C[r, 8v + l] (+)= sum over p of A(r, p) B[p, 8v + l], for r < rows, v < vectors, with
-   A(r, p) = a[r * a_row + p * a_step]. Inlined with constant rows and vectors, so that
-   the unused accumulators vanish; named variables rather than an array, which GCC kept
-   in memory. */
+/* Accumulator r of vector v, for r < 12: named variables rather than an array, which GCC
+   kept in memory. Inlined with constant rows and vectors, the unused ones vanish. */
+#define FASTCONV_GEMM_EACH_ROW(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define FASTCONV_GEMM_DECLARE(r) fastconv_vector acc##r##_0 = zero, acc##r##_1 = zero;
+/* C[r, :] (+)= sum over p of A(r, p) B[p, :], A(r, p) = a[r * a_row + p * a_step]: the
+   scalar times a vector broadcasts it, and the sum contracts into a fused multiply-add. */
 #define FASTCONV_GEMM_STEP(r)                                                             \
     if (rows > r) {                                                                       \
-        x = _mm256_broadcast_ss(a + r * a_row + p * a_step);                             \
-        acc##r##0 = _mm256_fmadd_ps(x, row0, acc##r##0);                                 \
+        x = a[r * a_row + p * a_step];                                                    \
+        acc##r##_0 += x * row0;                                                           \
         if (vectors > 1)                                                                  \
-            acc##r##1 = _mm256_fmadd_ps(x, row1, acc##r##1);                             \
+            acc##r##_1 += x * row1;                                                       \
     }
-#define FASTCONV_GEMM_STORE(r, v)                                                         \
-    if (rows > r && vectors > v) {                                                        \
-        float *out = c + r * ldc + 8 * v;                                                 \
-        _mm256_storeu_ps(out, accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), acc##r##v) \
-                                         : acc##r##v);                                    \
+#define FASTCONV_GEMM_STORE(r)                                                            \
+    if (rows > r) {                                                                       \
+        float *out = c + r * ldc;                                                         \
+        fastconv_store(out, accumulate ? fastconv_load(out) + acc##r##_0 : acc##r##_0);   \
+        if (vectors > 1)                                                                  \
+            fastconv_store(out + FASTCONV_LANES, accumulate                               \
+                           ? fastconv_load(out + FASTCONV_LANES) + acc##r##_1 : acc##r##_1); \
     }
 
 static inline __attribute__((always_inline)) void fastconv_gemm_block(
         const int rows, const int vectors, ptrdiff_t k, const float *a, ptrdiff_t a_row,
         ptrdiff_t a_step, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
         int accumulate) {
-    __m256 acc00 = _mm256_setzero_ps(), acc01 = acc00, acc10 = acc00, acc11 = acc00;
-    __m256 acc20 = acc00, acc21 = acc00, acc30 = acc00, acc31 = acc00;
-    __m256 acc40 = acc00, acc41 = acc00, acc50 = acc00, acc51 = acc00;
-    __m256 row0, row1 = acc00, x;
+    const fastconv_vector zero = {0};
+    fastconv_vector row0, row1 = zero;
+    float x;
     ptrdiff_t p;
+    FASTCONV_GEMM_EACH_ROW(FASTCONV_GEMM_DECLARE)
     for (p = 0; p < k; p++) {
-        row0 = _mm256_loadu_ps(b + p * ldb);
+        row0 = fastconv_load(b + p * ldb);
         if (vectors > 1)
-            row1 = _mm256_loadu_ps(b + p * ldb + 8);
-        FASTCONV_GEMM_STEP(0) FASTCONV_GEMM_STEP(1) FASTCONV_GEMM_STEP(2)
-        FASTCONV_GEMM_STEP(3) FASTCONV_GEMM_STEP(4) FASTCONV_GEMM_STEP(5)
+            row1 = fastconv_load(b + p * ldb + FASTCONV_LANES);
+        FASTCONV_GEMM_EACH_ROW(FASTCONV_GEMM_STEP)
     }
-    FASTCONV_GEMM_STORE(0, 0) FASTCONV_GEMM_STORE(0, 1) FASTCONV_GEMM_STORE(1, 0)
-    FASTCONV_GEMM_STORE(1, 1) FASTCONV_GEMM_STORE(2, 0) FASTCONV_GEMM_STORE(2, 1)
-    FASTCONV_GEMM_STORE(3, 0) FASTCONV_GEMM_STORE(3, 1) FASTCONV_GEMM_STORE(4, 0)
-    FASTCONV_GEMM_STORE(4, 1) FASTCONV_GEMM_STORE(5, 0) FASTCONV_GEMM_STORE(5, 1)
+    FASTCONV_GEMM_EACH_ROW(FASTCONV_GEMM_STORE)
 }
+#undef FASTCONV_GEMM_DECLARE
 #undef FASTCONV_GEMM_STEP
 #undef FASTCONV_GEMM_STORE
 
-#define FASTCONV_GEMM_ROWS(rows, vectors)                                                 \
-    case rows:                                                                            \
-        fastconv_gemm_block(rows, vectors, k, a, a_row, a_step, b, ldb, c, ldc, accumulate); \
+#define FASTCONV_GEMM_CASE(r)                                                             \
+    case r + 1:                                                                           \
+        if (r < FASTCONV_GEMM_ROWS)                                                       \
+            fastconv_gemm_block(r + 1, vectors, k, a, a_row, a_step, b, ldb, c, ldc,      \
+                                accumulate);                                              \
         break;
 
-/* fastconv_gemm_block for rows from 1 to 6 known only at run time. */
-static inline void fastconv_gemm_rows(int rows, const int vectors, ptrdiff_t k, const float *a,
-                                      ptrdiff_t a_row, ptrdiff_t a_step, const float *b,
-                                      ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate) {
-    if (vectors == 2) {
-        switch (rows) {
-            FASTCONV_GEMM_ROWS(6, 2) FASTCONV_GEMM_ROWS(5, 2) FASTCONV_GEMM_ROWS(4, 2)
-            FASTCONV_GEMM_ROWS(3, 2) FASTCONV_GEMM_ROWS(2, 2) FASTCONV_GEMM_ROWS(1, 2)
-        }
-    } else {
-        switch (rows) {
-            FASTCONV_GEMM_ROWS(6, 1) FASTCONV_GEMM_ROWS(5, 1) FASTCONV_GEMM_ROWS(4, 1)
-            FASTCONV_GEMM_ROWS(3, 1) FASTCONV_GEMM_ROWS(2, 1) FASTCONV_GEMM_ROWS(1, 1)
-        }
+/* fastconv_gemm_block for rows from 1 to ROWS known only at run time. */
+static inline __attribute__((always_inline)) void fastconv_gemm_rows(
+        int rows, const int vectors, ptrdiff_t k, const float *a, ptrdiff_t a_row,
+        ptrdiff_t a_step, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+        int accumulate) {
+    switch (rows) {
+        FASTCONV_GEMM_EACH_ROW(FASTCONV_GEMM_CASE)
     }
 }
-#undef FASTCONV_GEMM_ROWS
+#undef FASTCONV_GEMM_CASE
+#undef FASTCONV_GEMM_EACH_ROW
 
-/* Fetches rows first to first + count - 1 (those below k) of the 16 columns at b, rows
-   pitch apart, into L1. With B walked down its columns (the Winograd weight gradient's Z,
-   a row 37 KB after the last for 256 channels, a new page each time), the hardware
+/* Fetches rows first to first + count - 1 (those below k) of the panel at b, rows pitch
+   apart, into L1. With B walked down its columns (the Winograd weight gradient's Z, a
+   row 37 KB after the last for 256 channels, a new page each time), the hardware
    prefetchers do not follow, and each panel's first block of rows waited on L3 row by
    row; fetched while the panel before is multiplied, the rows are there when needed. */
 static inline void fastconv_prefetch_rows(const float *b, ptrdiff_t pitch, ptrdiff_t first,
                                           ptrdiff_t count, ptrdiff_t k) {
-    ptrdiff_t p;
+    ptrdiff_t p, line;
     for (p = first; p < first + count && p < k; p++) {
-        _mm_prefetch((const char *)(b + p * pitch), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + p * pitch + 15), _MM_HINT_T0);
+        /* Each 64-byte line of the row, and its last, where a row does not start on one. */
+        for (line = 0; line < FASTCONV_PANEL; line += 16)
+            __builtin_prefetch(b + p * pitch + line, 0, 3);
+        __builtin_prefetch(b + p * pitch + FASTCONV_PANEL - 1, 0, 3);
     }
 }
 
 /* C (m x n) = A B, or C += A B with accumulate: A(r, p) = a[r * a_row + p * a_step]
    (m x k; a_step = 1 for a row-major A, a_row = 1 for a transposed one), C row-major with
-   row pitch ldc, n a multiple of 8. B (k x n) is row-major with row pitch ldb, or with
-   ldb = 0 stored in panels: the columns in blocks of 16 (the last block 8 wide when n is
-   not a multiple of 16), each block row-major and contiguous, so that a block's rows do
-   not land in the same few cache sets as a large power-of-two pitch would place them. */
+   row pitch ldc, n a multiple of LANES. B (k x n) is row-major with row pitch ldb, or
+   with ldb = 0 stored in panels: the columns in blocks of PANEL (the last block LANES
+   wide when n is not a multiple of PANEL), each block row-major and contiguous, so that
+   a block's rows do not land in the same few cache sets as a large power-of-two pitch
+   would place them. */
 static inline void fastconv_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
                                   ptrdiff_t a_row, ptrdiff_t a_step, const float *b,
                                   ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate) {
     /* Rows of the next panel each block of rows fetches: all of them over the panel. */
-    ptrdiff_t blocks = (m + 5) / 6, ahead = blocks ? (k + blocks - 1) / blocks : 0;
+    ptrdiff_t blocks = (m + FASTCONV_GEMM_ROWS - 1) / FASTCONV_GEMM_ROWS;
+    ptrdiff_t ahead = blocks ? (k + blocks - 1) / blocks : 0;
     ptrdiff_t i, j;
-    for (j = 0; j < n; j += 16) {
-        int vectors = n - j >= 16 ? 2 : 1;
+    for (j = 0; j < n; j += FASTCONV_PANEL) {
+        int vectors = n - j >= FASTCONV_PANEL ? 2 : 1;
         const float *panel = ldb ? b + j : b + j * k;
-        for (i = 0; i < m; i += 6) {
-            if (ldb && j + 16 < n)
-                fastconv_prefetch_rows(panel + 16, ldb, i / 6 * ahead, ahead, k);
-            fastconv_gemm_rows(m - i < 6 ? (int)(m - i) : 6, vectors, k, a + i * a_row, a_row,
-                               a_step, panel, ldb ? ldb : 8 * vectors, c + i * ldc + j, ldc,
-                               accumulate);
+        for (i = 0; i < m; i += FASTCONV_GEMM_ROWS) {
+            if (ldb && j + FASTCONV_PANEL < n)
+                fastconv_prefetch_rows(panel + FASTCONV_PANEL, ldb,
+                                       i / FASTCONV_GEMM_ROWS * ahead, ahead, k);
+            if (vectors == 2)
+                fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
+                                   2, k, a + i * a_row, a_row, a_step, panel,
+                                   ldb ? ldb : FASTCONV_PANEL, c + i * ldc + j, ldc, accumulate);
+            else
+                fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
+                                   1, k, a + i * a_row, a_row, a_step, panel,
+                                   ldb ? ldb : FASTCONV_LANES, c + i * ldc + j, ldc, accumulate);
         }
     }
 }
@@ -124,7 +140,7 @@ static inline void fastconv_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const f
 static inline void fastconv_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
                                   ptrdiff_t a_row, ptrdiff_t a_step, const float *b,
                                   ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate) {
-    /* Never called: without AVX2 _winograd.pyx calls BLAS. */
+    /* Never called: without AVX2 and FMA the kernels call BLAS. */
 }
 #endif
 #endif

@@ -1,8 +1,9 @@
-/* Transposes between NCHW planes and _winograd.pyx's interleaved layout (8 float32
-   channels per vector, channels fastest). Written one value per lane, they compile to
-   scalar inserts and extracts; AVX2 moves whole vectors through registers instead.
-   Without AVX2 the plain loops compute the same bits: data only moves, and the ReLU is
-   rectify's formula from _common.pxd. */
+/* Transposes between NCHW planes and _winograd.pyx's interleaved layout (LANES float32
+   channels per pixel, channels fastest, pitch = LANES apart), eight channels at a time:
+   the 16-lane levels call them for each half of a lane group. Written one value per
+   lane, they compile to scalar inserts and extracts; AVX2 moves whole vectors through
+   registers instead. Without AVX2 the plain loops compute the same bits: data only
+   moves, and the ReLU is rectify's formula from _common.pxd. */
 #ifndef FASTCONV_TRANSPOSE_H
 #define FASTCONV_TRANSPOSE_H
 #include <stddef.h>
@@ -11,11 +12,11 @@
 #include <immintrin.h>
 #endif
 
-/* interleaved[8 * k + l] = planes[l * plane_stride + k] for k < 4, l < 8: four pixels of
-   eight channel planes into four pixel vectors. Four rather than eight pixels, so that
+/* interleaved[pitch * k + l] = planes[l * plane_stride + k] for k < 4, l < 8: four pixels
+   of eight channel planes into four pixels' lanes. Four rather than eight pixels, so that
    rows of 7 or 15 pixels are covered by overlapping blocks. */
 static inline void fastconv_interleave_8x4(const float *planes, ptrdiff_t plane_stride,
-                                           float *interleaved) {
+                                           float *interleaved, ptrdiff_t pitch) {
 #ifdef __AVX2__
     /* Channel l in the low half of register l % 4, channel l + 4 in its high half. */
     __m256 r[4], t0, t1, t2, t3;
@@ -31,22 +32,22 @@ static inline void fastconv_interleave_8x4(const float *planes, ptrdiff_t plane_
     t2 = _mm256_unpacklo_ps(r[2], r[3]);
     t3 = _mm256_unpackhi_ps(r[2], r[3]);
     _mm256_storeu_ps(interleaved, _mm256_shuffle_ps(t0, t2, 0x44));
-    _mm256_storeu_ps(interleaved + 8, _mm256_shuffle_ps(t0, t2, 0xEE));
-    _mm256_storeu_ps(interleaved + 16, _mm256_shuffle_ps(t1, t3, 0x44));
-    _mm256_storeu_ps(interleaved + 24, _mm256_shuffle_ps(t1, t3, 0xEE));
+    _mm256_storeu_ps(interleaved + pitch, _mm256_shuffle_ps(t0, t2, 0xEE));
+    _mm256_storeu_ps(interleaved + 2 * pitch, _mm256_shuffle_ps(t1, t3, 0x44));
+    _mm256_storeu_ps(interleaved + 3 * pitch, _mm256_shuffle_ps(t1, t3, 0xEE));
 #else
     ptrdiff_t k, l;
     for (k = 0; k < 4; k++)
         for (l = 0; l < 8; l++)
-            interleaved[8 * k + l] = planes[l * plane_stride + k];
+            interleaved[pitch * k + l] = planes[l * plane_stride + k];
 #endif
 }
 
 /* out[l * plane_size + i * row_pitch + j] = x, or rectify(x) with relu, for
-   x = y[8 * (4 * i + j) + l] + shift[l], i, j < 4, l < 8: a 4x4 output tile of eight
+   x = y[pitch * (4 * i + j) + l] + shift[l], i, j < 4, l < 8: a 4x4 output tile of eight
    channels, interleaved, into eight planes. */
-static inline void fastconv_store_tile_4x4(const float *y, const float *shift, int relu,
-                                           float *out, ptrdiff_t row_pitch,
+static inline void fastconv_store_tile_4x4(const float *y, ptrdiff_t pitch, const float *shift,
+                                           int relu, float *out, ptrdiff_t row_pitch,
                                            ptrdiff_t plane_size) {
 #ifdef __AVX2__
     const __m256 bias = _mm256_loadu_ps(shift), zero = _mm256_setzero_ps();
@@ -54,7 +55,7 @@ static inline void fastconv_store_tile_4x4(const float *y, const float *shift, i
     ptrdiff_t i, j;
     for (i = 0; i < 4; i++) {
         for (j = 0; j < 4; j++) {
-            c[j] = _mm256_add_ps(_mm256_loadu_ps(y + 8 * (4 * i + j)), bias);
+            c[j] = _mm256_add_ps(_mm256_loadu_ps(y + pitch * (4 * i + j)), bias);
             /* rectify: x <= 0 (false for NaN, true for -0.0) clears the bits to +0.0. */
             if (relu)
                 c[j] = _mm256_andnot_ps(_mm256_cmp_ps(c[j], zero, _CMP_LE_OQ), c[j]);
@@ -76,7 +77,7 @@ static inline void fastconv_store_tile_4x4(const float *y, const float *shift, i
     for (l = 0; l < 8; l++)
         for (i = 0; i < 4; i++)
             for (j = 0; j < 4; j++) {
-                x = y[8 * (4 * i + j) + l] + shift[l];
+                x = y[pitch * (4 * i + j) + l] + shift[l];
                 out[l * plane_size + i * row_pitch + j] = relu && x <= 0 ? 0 : x;
             }
 #endif
@@ -91,16 +92,16 @@ static inline __m256 fastconv_beats(__m256 challenger, __m256 best) {
 }
 #endif
 
-/* The 2x2 max pools (stride 2) of a whole 4x4 output tile of eight channels, x = y[8 *
-   (4 i + j) + l] + shift[l] (rectified with relu) as fastconv_store_tile_4x4 takes it:
+/* The 2x2 max pools (stride 2) of a whole 4x4 output tile of eight channels, x = y[pitch
+   * (4 i + j) + l] + shift[l] (rectified with relu) as fastconv_store_tile_4x4 takes it:
    window (p, q) of channel l into pooled[l * pooled_size + p * pooled_w + q] and the flat
    position of its maximum in the output plane, corner + (2 p + i) row_pitch + 2 q + j for
    the chosen (i, j), into switches at the same place; chosen as _pool.pyx's
    max_pool_2x2_run chooses (top pair, bottom pair, then the two winners). Only windows
    p < rows, q < cols (1 or 2: an odd output's last tiles) are stored. row_pitch + 1 must
    fit an int. */
-static inline void fastconv_pool_tile_4x4(const float *y, const float *shift, int relu,
-                                          float *pooled, int64_t *switches,
+static inline void fastconv_pool_tile_4x4(const float *y, ptrdiff_t pitch, const float *shift,
+                                          int relu, float *pooled, int64_t *switches,
                                           ptrdiff_t pooled_w, ptrdiff_t pooled_size,
                                           int64_t corner, ptrdiff_t row_pitch, ptrdiff_t rows,
                                           ptrdiff_t cols) {
@@ -114,8 +115,8 @@ static inline void fastconv_pool_tile_4x4(const float *y, const float *shift, in
         /* Window w = 2 p + q: its pixels in row-major order, and their offsets. */
         start = (int)(2 * (w / 2) * row_pitch + 2 * (w % 2));
         for (k = 0; k < 4; k++) {
-            x[k] = _mm256_add_ps(_mm256_loadu_ps(y + 8 * (4 * (2 * (w / 2) + k / 2)
-                                                          + 2 * (w % 2) + k % 2)), bias);
+            x[k] = _mm256_add_ps(_mm256_loadu_ps(y + pitch * (4 * (2 * (w / 2) + k / 2)
+                                                              + 2 * (w % 2) + k % 2)), bias);
             if (relu)
                 x[k] = _mm256_andnot_ps(_mm256_cmp_ps(x[k], zero, _CMP_LE_OQ), x[k]);
         }
@@ -172,7 +173,7 @@ static inline void fastconv_pool_tile_4x4(const float *y, const float *shift, in
         for (q = 0; q < cols; q++)
             for (l = 0; l < 8; l++) {
                 for (k = 0; k < 4; k++) {
-                    x[k] = y[8 * (4 * (2 * p + k / 2) + 2 * q + k % 2) + l] + shift[l];
+                    x[k] = y[pitch * (4 * (2 * p + k / 2) + 2 * q + k % 2) + l] + shift[l];
                     x[k] = relu && x[k] <= 0 ? 0 : x[k];
                 }
                 /* Pairs, then the pairs' winners: (best, chosen) as in max_pool_2x2_run. */

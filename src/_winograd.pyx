@@ -17,8 +17,9 @@ lie together, and channels are the fastest axis, so the tile transforms work on 
 channels at once with contiguous loads and stores, which the compiler vectorises (the
 planes are first interleaved LANES channels at a time into a zero-padded buffer). The
 transposes between this layout and the planes, on the way in and from the 4x4 output
-tiles, use AVX2 shuffles in float32 (_transpose.h): value by value they compiled to
-scalar inserts and extracts. V[p] is then the (tiles, C_in) matrix with row pitch
+tiles, use AVX2 shuffles in float32 (_transpose.h, eight channels at a time): value by
+value they compiled to scalar inserts and extracts. LANES is the vector width of the ISA
+level being compiled (_simd.h): 8 float32 values, 16 with AVX-512. V[p] is then the (tiles, C_in) matrix with row pitch
 points * round_up(C_in) starting at point p. Channel pitches are rounded up to LANES;
 U's extra columns are zero, so M's are too. (Point-major storage, one contiguous matrix
 per point, measured no faster.)
@@ -27,8 +28,8 @@ Images go through the GEMMs per_block at a time, their tiles one after the other
 rows, because one small image has too few tiles for a GEMM to run at full speed.
 OpenMP runs over these blocks; each thread owns its images' outputs and its workspace
 row and runs its own GEMMs, so results do not depend on the thread count. In float32 with
-AVX2 the GEMMs are _gemm_kernel.h's, which reads V and Z where they lie and the
-transformed weights from 16-column panels, instead of BLAS, which copied both operands
+AVX2 or AVX-512 the GEMMs are _gemm_kernel.h's, which reads V and Z where they lie and the
+transformed weights from panels of two vectors' width, instead of BLAS, which copied both operands
 on every call: against single-threaded OpenBLAS, per pass at 2 threads on airnet's and
 NET-M's layers, forward 1.00-1.30x, input gradient 1.02-1.38x, weight gradient
 1.00-1.41x faster, the thin (24-64 channel) layers most. float64 keeps BLAS.
@@ -81,16 +82,18 @@ round_up rounds up to a multiple of LANES. See workspace_size for the scratch bu
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t
 from libc.string cimport memset
-from _common cimport beats, floating, activate, gemm, GEMM_KERNEL, PANEL, sgemm_kernel
+from _common cimport (beats, floating, activate, gemm, GEMM_KERNEL, GEMM_ROWS, LANES, PANEL,
+                      sgemm_kernel)
 
-# float32 with LANES = 8 only; float64 keeps the scalar loops.
+# float32 only, eight channels at a time (HALF); float64 keeps the scalar loops.
 cdef extern from "_transpose.h" nogil:
     void interleave_8x4 "fastconv_interleave_8x4"(const float* planes, Py_ssize_t plane_stride,
-                                                  float* interleaved)
-    void store_tile_4x4 "fastconv_store_tile_4x4"(const float* y, const float* shift, bint relu,
-                                                  float* out, Py_ssize_t row_pitch,
-                                                  Py_ssize_t plane_size)
-    void pool_tile_4x4_f32 "fastconv_pool_tile_4x4"(const float* y, const float* shift, bint relu,
+                                                  float* interleaved, Py_ssize_t pitch)
+    void store_tile_4x4 "fastconv_store_tile_4x4"(const float* y, Py_ssize_t pitch,
+                                                  const float* shift, bint relu, float* out,
+                                                  Py_ssize_t row_pitch, Py_ssize_t plane_size)
+    void pool_tile_4x4_f32 "fastconv_pool_tile_4x4"(const float* y, Py_ssize_t pitch,
+                                                    const float* shift, bint relu,
                                                     float* pooled, int64_t* switches,
                                                     Py_ssize_t pooled_w, Py_ssize_t pooled_size,
                                                     int64_t corner, Py_ssize_t row_pitch,
@@ -101,11 +104,11 @@ cdef enum:
     # 6x6 of an F(4x4, 3x3) one.
     POINTS = 16
     POINTS_4X4 = 36
-    # Channels transformed together: one AVX register of float32.
-    LANES = 8
+    # Channels _transpose.h moves at once: LANES is one or two such halves.
+    HALF = 8
     # Tiles whose products conv2d_forward transforms back as soon as their GEMMs are done,
-    # while the products are still in L2 (two of _gemm_kernel.h's 6-row strips).
-    STRIP = 12
+    # while the products are still in L2 (two of _gemm_kernel.h's blocks of rows).
+    STRIP = 2 * GEMM_ROWS
     # The largest transformed weight for which STRIP pays: each strip reads all of it
     # again, which stays cheap only while it stays in L3 between strips.
     STRIP_WEIGHT_BYTES = 6 << 20
@@ -189,7 +192,7 @@ cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_
                                    floating* padded) noexcept nogil:
     """padded[r, c, l] = planes[l, r - pad_h, c - pad_w] for l < count inside the planes, 0
     elsewhere: (padded_h, padded_w, LANES)."""
-    cdef Py_ssize_t r, h, w, l, start
+    cdef Py_ssize_t r, h, w, l, start, half
     cdef Py_ssize_t first = min(pad_w, padded_w), last = min(pad_w + width, padded_w)
     cdef floating* row
     cdef const floating* source
@@ -210,8 +213,10 @@ cdef inline void interleave_planes(const floating* planes, Py_ssize_t count, Py_
             if count == LANES and last - first >= 4:
                 while start < last:
                     start = min(start, last - 4)
-                    interleave_8x4(planes + h * width - pad_w + start, height * width,
-                                   row + start * LANES)
+                    for half in range(LANES // HALF):
+                        interleave_8x4(planes + (half * HALF * height + h) * width - pad_w
+                                       + start, height * width,
+                                       row + start * LANES + half * HALF, LANES)
                     start = start + 4
         for l in range(count):
             source = planes + (l * height + h) * width - pad_w
@@ -479,7 +484,7 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
     (pool_tile_4x4), planes of (out_h // 2, out_w // 2)."""
     cdef Py_ssize_t plane_size = out_h * out_w
     cdef Py_ssize_t pooled_size = (out_h // 2) * (out_w // 2)
-    cdef Py_ssize_t group, first, count, t, th, tw, oh, ow, i, j, k, l, at
+    cdef Py_ssize_t group, first, count, t, th, tw, oh, ow, i, j, k, l, at, half
     cdef const floating* m
     cdef floating* out
     cdef floating shift[LANES]
@@ -509,27 +514,32 @@ cdef inline void output_tiles_4x4(const floating* products, Py_ssize_t channels,
             if pooled != NULL:
                 if oh // 2 >= out_h // 2 or ow // 2 >= out_w // 2:
                     continue  # an odd output's last tile row or column, all of it cut off
-                # Whole float32 groups of 8 channels by vector selects and transposes;
-                # the scalar loop fills partial groups.
+                # Whole float32 lane groups by vector selects and transposes; the scalar
+                # loop fills partial groups.
                 if floating is float:
                     if count == LANES:
-                        at = first * pooled_size + oh // 2 * (out_w // 2) + ow // 2
-                        pool_tile_4x4_f32(&y[0][0][0], shift, relu, pooled + at, switches + at,
-                                          out_w // 2, pooled_size, oh * out_w + ow, out_w,
-                                          min(2, out_h // 2 - oh // 2),
-                                          min(2, out_w // 2 - ow // 2))
+                        for half in range(LANES // HALF):
+                            l = half * HALF
+                            at = (first + l) * pooled_size + oh // 2 * (out_w // 2) + ow // 2
+                            pool_tile_4x4_f32(&y[0][0][l], LANES, shift + l, relu, pooled + at,
+                                              switches + at, out_w // 2, pooled_size,
+                                              oh * out_w + ow, out_w,
+                                              min(2, out_h // 2 - oh // 2),
+                                              min(2, out_w // 2 - ow // 2))
                         continue
                 pool_tile_4x4(&y[0][0][0], shift, relu, count, oh, ow, out_w, out_h // 2,
                               out_w // 2, pooled + first * pooled_size,
                               switches + first * pooled_size)
                 continue
-            # Whole float32 tiles of 8 channels by vector transposes; the scalar
+            # Whole float32 tiles of a lane group by vector transposes; the scalar
             # loop crops the last row and column of tiles and fills partial groups.
             if floating is float:
                 if count == LANES and oh + 4 <= out_h and ow + 4 <= out_w:
-                    store_tile_4x4(&y[0][0][0], shift, relu,
-                                   image + first * plane_size + oh * out_w + ow, out_w,
-                                   plane_size)
+                    for half in range(LANES // HALF):
+                        l = half * HALF
+                        store_tile_4x4(&y[0][0][l], LANES, shift + l, relu,
+                                       image + (first + l) * plane_size + oh * out_w + ow,
+                                       out_w, plane_size)
                     continue
             for l in range(count):
                 out = image + (first + l) * plane_size

@@ -142,7 +142,8 @@ def test_heuristic_choice_is_recorded(heuristic, monkeypatch, pass_, weight_shap
         "output_size": (INPUT_SHAPE[2] + 2 * PADDING - weight_shape[2] + 1,
                         INPUT_SHAPE[3] + 2 * PADDING - weight_shape[3] + 1),
         "stride": (1, 1), "padding": (PADDING, PADDING), "dilation": (1, 1), "groups": groups,
-        "dtype": "float64", "threads": fastconv.get_num_threads(), "algo": expected,
+        "dtype": "float64", "threads": fastconv.get_num_threads(), "isa": fastconv.get_isa(),
+        "algo": expected,
         "source": "heuristic", "milliseconds": None}
     assert identical(results, run_pass(pass_, input, weight, expected, groups))
 

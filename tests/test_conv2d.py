@@ -20,7 +20,10 @@ import pytest
 import fastconv
 import fastconv.functional as F
 import fastconv.reference as reference
-from fastconv import _im2col
+from fastconv._isa import kernels
+
+# Every test once per ISA level (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("isa_level")
 
 DTYPES = [np.float32, np.float64]
 ALGOS = ["direct", "im2col", "auto"]
@@ -803,13 +806,13 @@ def test_im2col_col2im(g, dtype):
     rng = np.random.default_rng(17)
     image = rng.standard_normal((g.channels, g.height, g.width)).astype(dtype)
     col = np.full(g.col_shape, np.nan, dtype)  # every entry must be written
-    _im2col.im2col(image, *g.kernel_args, col)
+    kernels.im2col.im2col(image, *g.kernel_args, col)
     np.testing.assert_array_equal(col, numpy_im2col(image, g))
 
     values = rng.standard_normal(g.col_shape).astype(dtype)
     start = rng.standard_normal(image.shape).astype(dtype)
     accumulated = start.copy()
-    _im2col.col2im(values, *g.kernel_args, accumulated)  # adds into the image
+    kernels.im2col.col2im(values, *g.kernel_args, accumulated)  # adds into the image
     assert_close(accumulated, start + numpy_col2im(values, g), dtype, "col2im")
 
 
@@ -820,8 +823,8 @@ def test_im2col_col2im_adjoint(g):
     image = rng.standard_normal((g.channels, g.height, g.width))
     values = rng.standard_normal(g.col_shape)
     col = np.empty(g.col_shape)
-    _im2col.im2col(image, *g.kernel_args, col)
+    kernels.im2col.im2col(image, *g.kernel_args, col)
     scattered = np.zeros_like(image)
-    _im2col.col2im(values, *g.kernel_args, scattered)
+    kernels.im2col.col2im(values, *g.kernel_args, scattered)
     bound = np.linalg.norm(col) * np.linalg.norm(values)
     assert abs(np.vdot(col, values) - np.vdot(image, scattered)) <= 1e-12 * max(bound, 1.0)

@@ -7,6 +7,9 @@ import fastconv
 import fastconv.functional as F
 import fastconv.reference as reference
 
+# Every test once per ISA level (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("isa_level")
+
 DTYPES = [np.float32, np.float64]
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 

@@ -17,7 +17,10 @@ import fastconv
 import fastconv.functional as F
 import fastconv.nn as nn
 import fastconv.reference as reference
-from fastconv import _activation, _winograd
+from fastconv._isa import kernels
+
+# Every test once per ISA level (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("isa_level")
 
 DTYPES = [np.float32, np.float64]
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
@@ -243,7 +246,7 @@ def test_winograd_output_transform_relu_of_special_values(tile, dtype):
     channels, out_h, out_w, side = 19, 9, 11, tile + 2
     tiles = -(-out_h // tile) * -(-out_w // tile)
     rng = np.random.default_rng(12)
-    products = rng.standard_normal((tiles, side * side, _winograd.round_up(channels)))
+    products = rng.standard_normal((tiles, side * side, kernels.winograd.round_up(channels)))
     products = products.astype(dtype)
     bias = rng.standard_normal(channels).astype(dtype)
     negative_zero = [2, 9, 17]
@@ -254,8 +257,8 @@ def test_winograd_output_transform_relu_of_special_values(tile, dtype):
     products[4, 0, 13] = -np.inf
     plain = np.empty((channels, out_h, out_w), dtype)
     fused = np.empty_like(plain)
-    _winograd.output_transform(products, bias, False, plain, tile)
-    _winograd.output_transform(products, bias, True, fused, tile)
+    kernels.winograd.output_transform(products, bias, False, plain, tile)
+    kernels.winograd.output_transform(products, bias, True, fused, tile)
     assert np.signbit(plain[negative_zero]).any()
     assert np.isnan(plain).any() and np.isposinf(plain).any() and np.isneginf(plain).any()
     assert not np.signbit(fused).any()
@@ -290,7 +293,7 @@ def mixed_values(size, dtype, seed):
 
 
 def test_chunk_count_matches_the_tests_chunk_size():
-    assert [_activation.chunk_count(size) for size in SIZES] == [0, 1, 1, 1, 1, 2, 4]
+    assert [kernels.activation.chunk_count(size) for size in SIZES] == [0, 1, 1, 1, 1, 2, 4]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)

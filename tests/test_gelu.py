@@ -12,7 +12,10 @@ from scipy.special import erf
 
 import fastconv
 import fastconv.functional as F
-from fastconv import _activation
+from fastconv._isa import kernels
+
+# Every test once per ISA level (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("isa_level")
 
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
@@ -55,7 +58,7 @@ def test_float32_is_within_the_documented_bound(approximate):
 def test_float64_is_the_formula(approximate):
     x = values(np.float64)
     expected, expected_derivative = formulas(x, approximate)
-    assert _activation.chunk_count(x.size) == 4
+    assert kernels.activation.chunk_count(x.size) == 4
     # libm's erf and SciPy's differ in the last bit, which 0.5 x (1 + erf) scales by x.
     error = np.abs(F.gelu(x, approximate) - expected) / np.maximum(1, np.abs(x))
     assert error.max() <= 1e-14, x[error.argmax()]

@@ -9,6 +9,9 @@ import fastconv.nn as nn
 from fastconv import functional as F
 from fastconv.nn.gradcheck import gradcheck
 
+# Every test once per ISA level (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("isa_level")
+
 rng = np.random.default_rng(1234)
 
 

@@ -7,6 +7,9 @@ import fastconv
 import fastconv.nn as nn
 from fastconv.nn.gradcheck import gradcheck
 
+# Every test once per ISA level (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("isa_level")
+
 rng = np.random.default_rng(4321)
 
 

@@ -10,9 +10,12 @@ import pytest
 import fastconv
 import fastconv.functional as F
 import fastconv.reference as R
-from fastconv import _interpolate, _pool
+from fastconv._isa import kernels
 from fastconv._checks import check_interpolate, check_pool2d
 from fastconv._shapes import pool_output_size
+
+# Every test once per ISA level (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("isa_level")
 
 DTYPES = [np.float32, np.float64]
 N_RANDOM = 120          # random configurations per op and dtype
@@ -253,8 +256,8 @@ def test_max_pool2d_2x2_kernel_matches_the_generic_kernel(out_w, extra, dtype):
     shape = (2, 19, out_h, out_w)
     output, indices = np.empty(shape, dtype), np.empty(shape, np.int64)
     expected_output, expected_indices = np.empty(shape, dtype), np.empty(shape, np.int64)
-    _pool.max_pool2d_2x2_forward(x, output, indices, 2)
-    _pool.max_pool2d_forward(x, expected_output, expected_indices, 2, 2, 2, 2, 0, 0, 1, 1, 2)
+    kernels.pool.max_pool2d_2x2_forward(x, output, indices, 2)
+    kernels.pool.max_pool2d_forward(x, expected_output, expected_indices, 2, 2, 2, 2, 0, 0, 1, 1, 2)
     np.testing.assert_array_equal(indices, expected_indices)
     np.testing.assert_array_equal(bits(output), bits(expected_output))
     reference_output, reference_indices = R.max_pool2d(x, 2)
@@ -296,13 +299,13 @@ TWO_BY_TWO_DISPATCH = {
 def test_max_pool2d_takes_the_2x2_kernel_exactly_for_whole_2x2_windows(case, monkeypatch):
     shape, kwargs, taken = case
     calls = []
-    kernel = _pool.max_pool2d_2x2_forward
+    kernel = kernels.pool.max_pool2d_2x2_forward
 
     def spy(*args):
         calls.append(args[0].shape)
         return kernel(*args)
 
-    monkeypatch.setattr(_pool, "max_pool2d_2x2_forward", spy)
+    monkeypatch.setattr(kernels.pool, "max_pool2d_2x2_forward", spy)
     rng = np.random.default_rng(26)
     assert_max_pool2d_matches_reference(rng, random_array(rng, shape, np.float32), kwargs)
     assert calls == ([shape] if taken else [])
@@ -891,22 +894,22 @@ def test_scatter_kernels_overwrite_whatever_their_output_held(dtype):
     output, indices = F.max_pool2d(x, 3, stride=2, padding=1)
     garbage = np.full(x.shape, np.nan, dtype)
     target = garbage.copy()
-    _pool.max_pool2d_backward(output, indices, target, 2)
+    kernels.pool.max_pool2d_backward(output, indices, target, 2)
     assert_close(target, R.max_pool2d_backward(output, indices, x.shape), dtype)
     target = garbage.copy()
-    _pool.avg_pool2d_backward(output, target, 3, 3, 2, 2, 1, 1, True, 0, 2)
+    kernels.pool.avg_pool2d_backward(output, target, 3, 3, 2, 2, 1, 1, True, 0, 2)
     assert_close(target, R.avg_pool2d_backward(output, x.shape, 3, 2, 1), dtype)
     target = garbage.copy()
-    _pool.adaptive_avg_pool2d_backward(output, target, 2)
+    kernels.pool.adaptive_avg_pool2d_backward(output, target, 2)
     assert_close(target, R.adaptive_avg_pool2d_backward(output, x.shape), dtype)
     target = garbage.copy()
-    _pool.max_unpool2d_forward(output, indices, target, 2)
+    kernels.pool.max_unpool2d_forward(output, indices, target, 2)
     np.testing.assert_array_equal(target, R.max_unpool2d(output, indices, 3, 2, 1,
                                                          output_size=x.shape))
     target = garbage.copy()
-    _interpolate.nearest_backward(output, target, 0.0, 0.0, 2)
+    kernels.interpolate.nearest_backward(output, target, 0.0, 0.0, 2)
     assert_close(target, R.interpolate_backward(output, x.shape, size=(3, 3)), dtype)
     target = garbage.copy()
-    _interpolate.bilinear_backward(output, target, False, 0.0, 0.0, 2)
+    kernels.interpolate.bilinear_backward(output, target, False, 0.0, 0.0, 2)
     assert_close(target, R.interpolate_backward(output, x.shape, size=(3, 3), mode="bilinear"),
                  dtype)

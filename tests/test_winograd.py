@@ -22,7 +22,10 @@ import pytest
 import fastconv
 import fastconv.functional as F
 import fastconv.reference as reference
-from fastconv import _winograd
+from fastconv._isa import kernels
+
+# Every test once per ISA level (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("isa_level")
 
 DTYPES = [np.float32, np.float64]
 # Relative to max(1, max |expected|), as in test_conv2d: F(2x2, 3x3) rounds about as
@@ -261,12 +264,12 @@ def test_forward_writes_every_output_tile(tile_size, dtype):
     images' boundaries, and a tile left out would stay NaN."""
     layer = Layer(5, 8, 16, 5, 17)
     (input, weight, bias, _), (expected, *_) = expected_results(layer, np.dtype(dtype))
-    transformed = np.empty((_winograd.transform_points(tile_size), 8, _winograd.round_up(16)),
+    transformed = np.empty((kernels.winograd.transform_points(tile_size), 8, kernels.winograd.round_up(16)),
                            dtype)
-    _winograd.transform_weight(weight, transformed, False, tile_size, 1)
-    workspace = np.empty((1, _winograd.workspace_size(8, 16, 5, 17, 5, tile_size)), dtype)
+    kernels.winograd.transform_weight(weight, transformed, False, tile_size, 1)
+    workspace = np.empty((1, kernels.winograd.workspace_size(8, 16, 5, 17, 5, tile_size)), dtype)
     output = np.full((5, 16, 5, 17), np.nan, dtype)
-    _winograd.conv2d_forward(input, transformed, bias, False, output, 1, 1, tile_size, 5,
+    kernels.winograd.conv2d_forward(input, transformed, bias, False, output, 1, 1, tile_size, 5,
                              workspace, 1)
     assert_close(output, expected, dtype, "output")
 
@@ -283,14 +286,16 @@ A_T = {2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]]),
                     [0, 1, -1, 8, -8, 1]])}
 def unpanel(transformed):
     """transformed's point matrices row-major, from the panels of float32 transformed
-    weights (blocks of 16 columns, the last 8 wide when the pitch is not a multiple of
-    16, each block row-major and contiguous)."""
-    if transformed.dtype != np.float32 or not _winograd.FLOAT32_GEMM_KERNEL:
+    weights (blocks of the level's panel width, two lane groups, the last one lane group
+    wide when the pitch is not a multiple of the panel, each block row-major and
+    contiguous)."""
+    if transformed.dtype != np.float32 or not kernels.winograd.FLOAT32_GEMM_KERNEL:
         return transformed
+    panel = kernels.conv_gemm.panel_width()
     points, rows, pitch = transformed.shape
     flat = transformed.reshape(points, rows * pitch)
     blocks = [flat[:, start * rows:(start + width) * rows].reshape(points, rows, width)
-              for start in range(0, pitch, 16) for width in [min(16, pitch - start)]]
+              for start in range(0, pitch, panel) for width in [min(panel, pitch - start)]]
     return np.concatenate(blocks, axis=2)
 
 
@@ -300,18 +305,19 @@ def unpanel(transformed):
 @pytest.mark.parametrize("columns", [10, 20, 33])
 def test_transform_weight_is_g_g_gt(columns, adjoint, tile_size, dtype):
     """transformed[p] holds (G g G^T)[p] for each kernel, zeros past the channels; column
-    counts that end in a partial lane group, a whole one and a partial 16-column panel."""
+    counts that end in a partial lane group, a whole one and a partial panel (at 8 lanes;
+    at 16, 10 and 33 end in partial lane groups)."""
     rows = 3
     out_channels, in_channels = (rows, columns) if adjoint else (columns, rows)
     weight = np.random.default_rng(0).standard_normal((out_channels, in_channels, 3, 3))
     points = (tile_size + 2) ** 2
-    assert _winograd.transform_points(tile_size) == points
-    transformed = np.full((points, rows, _winograd.round_up(columns)), np.nan, dtype)
-    _winograd.transform_weight(weight.astype(dtype), transformed, adjoint, tile_size, 1)
+    assert kernels.winograd.transform_points(tile_size) == points
+    transformed = np.full((points, rows, kernels.winograd.round_up(columns)), np.nan, dtype)
+    kernels.winograd.transform_weight(weight.astype(dtype), transformed, adjoint, tile_size, 1)
     transformed = unpanel(transformed)
-    kernels = weight[:, :, ::-1, ::-1] if adjoint else weight.transpose(1, 0, 2, 3)
+    filters = weight[:, :, ::-1, ::-1] if adjoint else weight.transpose(1, 0, 2, 3)
     g = G[tile_size]
-    expected = np.einsum("ai,rcij,bj->abrc", g, kernels, g).reshape(points, rows, columns)
+    expected = np.einsum("ai,rcij,bj->abrc", g, filters, g).reshape(points, rows, columns)
     tolerance = 1e-14 if dtype == np.float64 else 1e-6
     np.testing.assert_allclose(transformed[:, :, :columns], expected, rtol=tolerance,
                                atol=tolerance)
@@ -327,11 +333,11 @@ def test_output_transform_is_at_m_a(tile_size, dtype):
     tiles_h, tiles_w = -(-out_h // tile_size), -(-out_w // tile_size)
     rng = np.random.default_rng(5)
     products = rng.standard_normal((tiles_h * tiles_w, side * side,
-                                    _winograd.round_up(channels))).astype(dtype)
+                                    kernels.winograd.round_up(channels))).astype(dtype)
     bias = rng.standard_normal(channels).astype(dtype)
     # NaN-filled, so that a pixel left unwritten fails the comparison.
     image = np.full((channels, out_h, out_w), np.nan, dtype)
-    _winograd.output_transform(products, bias, False, image, tile_size)
+    kernels.winograd.output_transform(products, bias, False, image, tile_size)
     m = products[:, :, :channels].astype(np.float64).reshape(tiles_h, tiles_w, side, side,
                                                              channels)
     y = np.einsum("ip,hwpqc,jq->chiwj", A_T[tile_size], m, A_T[tile_size])
@@ -347,11 +353,11 @@ def test_inverse_weight_is_gt_u_g(tile_size):
     points = (tile_size + 2) ** 2
     rng = np.random.default_rng(1)
     partials = rng.standard_normal((in_channels, n_chunks, points,
-                                    _winograd.round_up(out_channels)))
+                                    kernels.winograd.round_up(out_channels)))
     grad_weight = rng.standard_normal((out_channels, in_channels, 3, 3))
     sums = np.full((1, points * partials.shape[3]), np.nan)
     expected = grad_weight.copy()
-    _winograd.inverse_weight(partials, grad_weight, sums, 1)
+    kernels.winograd.inverse_weight(partials, grad_weight, sums, 1)
     side = tile_size + 2
     u = partials.sum(axis=1)[:, :, :out_channels].reshape(in_channels, side, side, out_channels)
     g = G[tile_size]
