@@ -307,9 +307,36 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     return grad_input, grad_weight, grad_bias
 
 
+def _implicit_gemm_applies(dtype, weight, geometry):
+    """Whether a stride-1 layer's im2col pass can run as an implicit GEMM: float32 at a
+    level with fastconv's GEMM kernel, and not a 1x1 kernel, whose column matrix is the
+    input itself."""
+    return (dtype == np.float32 and kernels.conv_gemm.FLOAT32_GEMM_KERNEL
+            and (geometry.stride_h, geometry.stride_w) == (1, 1) and weight.shape[2:] != (1, 1))
+
+
+def _implicit_gemm(input, weight, bias, relu, pad_h, pad_w, geometry, output, accumulate):
+    """output (+)= the stride-1 conv2d of input with weight (see
+    src/_conv_gemm.pyx's conv2d_forward_implicit), with this padding and the geometry's
+    dilation and groups."""
+    g = geometry
+    size = kernels.conv_gemm.implicit_workspace_size(
+        input.shape[1], weight.shape[0] // g.groups, output.shape[2], output.shape[3],
+        *weight.shape[2:], g.dilation_h, g.dilation_w)
+    openmp_threads = kernel_threads(input.shape[0])
+    scratch = workspace("columns", (openmp_threads, size), input.dtype)
+    kernels.conv_gemm.conv2d_forward_implicit(input, weight, bias, relu, output, pad_h, pad_w,
+                                              g.dilation_h, g.dilation_w, g.groups, scratch,
+                                              openmp_threads, accumulate)
+
+
 def _gemm_forward(input, weight, bias, relu, geometry, output):
     """output <- conv2d(input, weight) + bias, rectified if relu: im2col and a GEMM per
-    block of images."""
+    block of images, or an implicit GEMM where it applies."""
+    if _implicit_gemm_applies(input.dtype, weight, geometry):
+        _implicit_gemm(input, weight, bias, relu, geometry.pad_h, geometry.pad_w, geometry,
+                       output, False)
+        return
     per_gemm = _images_per_gemm(input.shape[0], geometry)
     openmp_threads = kernel_threads(-(-input.shape[0] // per_gemm))
     scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),
@@ -320,7 +347,22 @@ def _gemm_forward(input, weight, bias, relu, geometry, output):
 
 
 def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
-    """grad_input += conv2d's input gradient: a GEMM and col2im per block of images."""
+    """grad_input += conv2d's input gradient: a GEMM and col2im per block of images, or
+    where an implicit GEMM applies, the convolution of grad_output with the kernel rotated
+    by 180 degrees and its channel axes swapped, padded by dilation * (kernel - 1) -
+    padding."""
+    g = geometry
+    kernel_h, kernel_w = weight.shape[2:]
+    pad_h = g.dilation_h * (kernel_h - 1) - g.pad_h
+    pad_w = g.dilation_w * (kernel_w - 1) - g.pad_w
+    if _implicit_gemm_applies(grad_output.dtype, weight, geometry) and min(pad_h, pad_w) >= 0:
+        group_out = weight.shape[0] // g.groups
+        rotated = np.ascontiguousarray(
+            weight.reshape(g.groups, group_out, -1, kernel_h, kernel_w)
+            .transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]).reshape(-1, group_out, kernel_h, kernel_w)
+        _implicit_gemm(grad_output, rotated, None, False, pad_h, pad_w, geometry, grad_input,
+                       True)
+        return
     per_gemm = _images_per_gemm(grad_output.shape[0], geometry)
     openmp_threads = kernel_threads(-(-grad_output.shape[0] // per_gemm))
     scratch = workspace("columns", (openmp_threads, _gemm_workspace(weight, geometry, per_gemm)),

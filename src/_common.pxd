@@ -25,6 +25,10 @@ cdef extern from "_gemm_kernel.h" nogil:
     void sgemm_kernel "fastconv_sgemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                                        Py_ssize_t a_row, Py_ssize_t a_step, const float* b,
                                        Py_ssize_t ldb, float* c, Py_ssize_t ldc, bint accumulate)
+    void sgemm_kernel_rows "fastconv_sgemm_rows"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                                 const float* a, Py_ssize_t a_row,
+                                                 const float* b, const Py_ssize_t* b_rows,
+                                                 float* c, Py_ssize_t ldc)
 
 
 cdef extern from "_gelu.h" nogil:

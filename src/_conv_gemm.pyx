@@ -19,8 +19,10 @@ output (N, C_out, out_h, out_w). workspace has one row per thread of
 elements (PANEL: see panel_width).
 """
 from cython.parallel cimport prange, threadid
-from libc.string cimport memcpy
-from _common cimport floating, gemm, rectify_run, GEMM_KERNEL, PANEL, sgemm_kernel
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+from _common cimport (floating, gemm, pad_plane, rectify_run, GEMM_KERNEL, PANEL, sgemm_kernel,
+                      sgemm_kernel_rows)
 from _im2col cimport im2col_image, col2im_image
 
 
@@ -118,6 +120,93 @@ cdef void im2col_panel(const float* images, Py_ssize_t image_stride, Py_ssize_t 
                 else:
                     for l in range(PANEL):
                         row[l] = src[offset[l]] if inside[l] else 0
+
+
+# Whether float32 forward passes multiply with _gemm_kernel.h at this ISA level.
+FLOAT32_GEMM_KERNEL = bool(GEMM_KERNEL)
+
+
+def implicit_workspace_size(Py_ssize_t in_channels, Py_ssize_t group_out, Py_ssize_t out_h,
+                            Py_ssize_t out_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                            Py_ssize_t dilation_h, Py_ssize_t dilation_w):
+    """Elements per thread of conv2d_forward_implicit: the padded image, the overrun of its
+    last rows (see there), and one group's products."""
+    cdef Py_ssize_t padded_h = out_h + dilation_h * (kernel_h - 1)
+    cdef Py_ssize_t padded_w = out_w + dilation_w * (kernel_w - 1)
+    return (in_channels * padded_h * padded_w + PANEL + padded_w
+            + group_out * panel_columns(out_h * padded_w))
+
+
+def conv2d_forward_implicit(const float[:, :, :, ::1] input, const float[:, :, :, ::1] weight,
+                            const float[::1] bias, bint relu, float[:, :, :, ::1] output,
+                            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dilation_h,
+                            Py_ssize_t dilation_w, Py_ssize_t groups, float[:, ::1] workspace,
+                            int n_threads, bint accumulate):
+    """output <- conv2d(input, weight) + bias (bias may be None) at stride 1, rectified
+    with relu, or with accumulate output += conv2d(input, weight), by _gemm_kernel.h without a column matrix (an implicit GEMM); float32 at
+    levels with the kernel only (FLOAT32_GEMM_KERNEL).
+
+    Each image is copied once into zero-padded planes, padded_w = out_w + dilation_w *
+    (kW - 1) wide. Over those planes, output pixel (oh, ow) counted as q = oh * padded_w +
+    ow, kernel tap (c, i, j) reads the padded value at c * plane + i * dilation_h *
+    padded_w + j * dilation_w + q: for every tap, the column matrix's row is a contiguous
+    run of the padded planes, which the kernel reads where it lies, and no column matrix
+    is written (im2col wrote kH * kW copies of each image, the 5x5 layers' main cost).
+    The products have padded_w columns per output row; the last dilation_w * (kW - 1) of
+    each, and those past the last row, are computed and dropped, and may read up to
+    PANEL + padded_w values past the planes.
+    """
+    cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
+    cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
+    cdef Py_ssize_t out_channels = weight.shape[0], group_in = weight.shape[1]
+    cdef Py_ssize_t kernel_h = weight.shape[2], kernel_w = weight.shape[3]
+    cdef Py_ssize_t out_h = output.shape[2], out_w = output.shape[3]
+    cdef Py_ssize_t group_out = out_channels // groups
+    cdef Py_ssize_t rows = group_in * kernel_h * kernel_w
+    cdef Py_ssize_t padded_h = out_h + dilation_h * (kernel_h - 1)
+    cdef Py_ssize_t padded_w = out_w + dilation_w * (kernel_w - 1)
+    cdef Py_ssize_t plane = padded_h * padded_w, columns = panel_columns(out_h * padded_w)
+    cdef bint has_bias = bias is not None
+    cdef Py_ssize_t n, c, g, o, oh, r, p
+    cdef float* padded
+    cdef float* products
+    cdef float* out_plane
+    cdef Py_ssize_t* offsets = <Py_ssize_t*>malloc(rows * sizeof(Py_ssize_t))
+    if offsets == NULL:
+        raise MemoryError()
+    # Row (c, i, j) of a group's column matrix, as an offset into its padded planes.
+    for r in range(rows):
+        offsets[r] = (r // (kernel_h * kernel_w) * plane
+                      + r // kernel_w % kernel_h * dilation_h * padded_w
+                      + r % kernel_w * dilation_w)
+    with nogil:
+        for n in prange(batch, num_threads=n_threads, schedule="static"):
+            padded = &workspace[threadid(), 0]
+            products = padded + in_channels * plane + PANEL + padded_w
+            for c in range(in_channels):
+                pad_plane(&input[n, c, 0, 0], height, width, pad_h, pad_w, padded_h, padded_w,
+                          padded + c * plane)
+            memset(padded + in_channels * plane, 0, (PANEL + padded_w) * sizeof(float))
+            for g in range(groups):
+                sgemm_kernel_rows(group_out, columns, rows, &weight[g * group_out, 0, 0, 0],
+                                  rows, padded + g * group_in * plane, offsets, products,
+                                  columns)
+                for o in range(group_out):
+                    out_plane = &output[n, g * group_out + o, 0, 0]
+                    for oh in range(out_h):
+                        if accumulate:
+                            for p in range(out_w):
+                                out_plane[oh * out_w + p] += products[o * columns
+                                                                      + oh * padded_w + p]
+                        else:
+                            memcpy(out_plane + oh * out_w, products + o * columns
+                                   + oh * padded_w, out_w * sizeof(float))
+                    if has_bias:
+                        for p in range(out_h * out_w):
+                            out_plane[p] += bias[g * group_out + o]
+                    if relu:
+                        rectify_run(out_plane, out_h * out_w)
+    free(offsets)
 
 
 def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, ::1] weight,

@@ -47,19 +47,21 @@
                            ? fastconv_load(out + FASTCONV_LANES) + acc##r##_1 : acc##r##_1); \
     }
 
+/* B's row p is at b + p * ldb, or with b_rows at b + b_rows[p]. */
 static inline __attribute__((always_inline)) void fastconv_gemm_block(
         const int rows, const int vectors, ptrdiff_t k, const float *a, ptrdiff_t a_row,
-        ptrdiff_t a_step, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
-        int accumulate) {
+        ptrdiff_t a_step, const float *b, ptrdiff_t ldb, const ptrdiff_t *b_rows, float *c,
+        ptrdiff_t ldc, int accumulate) {
     const fastconv_vector zero = {0};
     fastconv_vector row0, row1 = zero;
     float x;
     ptrdiff_t p;
     FASTCONV_GEMM_EACH_ROW(FASTCONV_GEMM_DECLARE)
     for (p = 0; p < k; p++) {
-        row0 = fastconv_load(b + p * ldb);
+        const float *row = b_rows ? b + b_rows[p] : b + p * ldb;
+        row0 = fastconv_load(row);
         if (vectors > 1)
-            row1 = fastconv_load(b + p * ldb + FASTCONV_LANES);
+            row1 = fastconv_load(row + FASTCONV_LANES);
         FASTCONV_GEMM_EACH_ROW(FASTCONV_GEMM_STEP)
     }
     FASTCONV_GEMM_EACH_ROW(FASTCONV_GEMM_STORE)
@@ -71,15 +73,15 @@ static inline __attribute__((always_inline)) void fastconv_gemm_block(
 #define FASTCONV_GEMM_CASE(r)                                                             \
     case r + 1:                                                                           \
         if (r < FASTCONV_GEMM_ROWS)                                                       \
-            fastconv_gemm_block(r + 1, vectors, k, a, a_row, a_step, b, ldb, c, ldc,      \
-                                accumulate);                                              \
+            fastconv_gemm_block(r + 1, vectors, k, a, a_row, a_step, b, ldb, b_rows, c,   \
+                                ldc, accumulate);                                         \
         break;
 
 /* fastconv_gemm_block for rows from 1 to ROWS known only at run time. */
 static inline __attribute__((always_inline)) void fastconv_gemm_rows(
         int rows, const int vectors, ptrdiff_t k, const float *a, ptrdiff_t a_row,
-        ptrdiff_t a_step, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
-        int accumulate) {
+        ptrdiff_t a_step, const float *b, ptrdiff_t ldb, const ptrdiff_t *b_rows, float *c,
+        ptrdiff_t ldc, int accumulate) {
     switch (rows) {
         FASTCONV_GEMM_EACH_ROW(FASTCONV_GEMM_CASE)
     }
@@ -127,20 +129,38 @@ static inline void fastconv_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const f
             if (vectors == 2)
                 fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
                                    2, k, a + i * a_row, a_row, a_step, panel,
-                                   ldb ? ldb : FASTCONV_PANEL, c + i * ldc + j, ldc, accumulate);
+                                   ldb ? ldb : FASTCONV_PANEL, NULL, c + i * ldc + j, ldc,
+                                   accumulate);
             else
                 fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
                                    1, k, a + i * a_row, a_row, a_step, panel,
-                                   ldb ? ldb : FASTCONV_LANES, c + i * ldc + j, ldc, accumulate);
+                                   ldb ? ldb : FASTCONV_LANES, NULL, c + i * ldc + j, ldc,
+                                   accumulate);
         }
     }
 }
+
+/* C (m x n) = A B for a row-major A (m x k, row pitch a_row) and a B whose row p starts
+   at b + b_rows[p], n a multiple of PANEL: an implicit-GEMM convolution's column matrix,
+   each row a run of a zero-padded input plane read where it lies (see _conv_gemm.pyx). */
+static inline void fastconv_sgemm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
+                                       ptrdiff_t a_row, const float *b,
+                                       const ptrdiff_t *b_rows, float *c, ptrdiff_t ldc) {
+    ptrdiff_t i, j;
+    for (j = 0; j < n; j += FASTCONV_PANEL)
+        for (i = 0; i < m; i += FASTCONV_GEMM_ROWS)
+            fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS, 2,
+                               k, a + i * a_row, a_row, 1, b + j, 0, b_rows, c + i * ldc + j,
+                               ldc, 0);
+}
 #else
 #define FASTCONV_GEMM_KERNEL 0
+/* Never called: without AVX2 and FMA the kernels call BLAS. */
 static inline void fastconv_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
                                   ptrdiff_t a_row, ptrdiff_t a_step, const float *b,
-                                  ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate) {
-    /* Never called: without AVX2 and FMA the kernels call BLAS. */
-}
+                                  ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate) {}
+static inline void fastconv_sgemm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
+                                       ptrdiff_t a_row, const float *b,
+                                       const ptrdiff_t *b_rows, float *c, ptrdiff_t ldc) {}
 #endif
 #endif
