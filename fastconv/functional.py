@@ -374,8 +374,12 @@ def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
 
 
 def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
-    """grad_weight += conv2d's weight gradient, summed over fixed chunks of the batch."""
+    """grad_weight += conv2d's weight gradient, summed over fixed chunks of the batch: by
+    im2col and a GEMM per block of images, or an implicit GEMM where it applies."""
     batch = input.shape[0]
+    if _implicit_gemm_applies(input.dtype, weight, geometry):
+        _implicit_weight_gradient(grad_output, input, weight, geometry, grad_weight)
+        return
     per_gemm = _images_per_gemm(batch, geometry)
     # Chunks depend on the batch and the geometry only, never on the thread count.
     n_chunks = max(1, min(batch // per_gemm, MAX_WEIGHT_PARTIALS))
@@ -391,6 +395,32 @@ def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
                                           openmp_threads)
     kernels.reduce.sum_partials(partials.reshape(n_chunks, grad_weight.size), grad_weight.reshape(-1),
                          get_num_threads())
+
+
+def _implicit_weight_gradient(grad_output, input, weight, geometry, grad_weight):
+    """grad_weight += conv2d's weight gradient by src/_conv_gemm.pyx's
+    conv2d_backward_weight_implicit, summed over MAX_WEIGHT_PARTIALS chunks of the batch
+    at most (fixed by the batch, never by the thread count)."""
+    g = geometry
+    batch, groups = input.shape[0], g.groups
+    group_out = weight.shape[0] // groups
+    n_chunks = max(1, min(batch, MAX_WEIGHT_PARTIALS))
+    openmp_threads = kernel_threads(n_chunks)
+    size = kernels.conv_gemm.implicit_workspace_size(
+        input.shape[1], group_out, g.out_h, g.out_w, *weight.shape[2:], g.dilation_h,
+        g.dilation_w)
+    scratch = workspace("columns", (openmp_threads, size), input.dtype)
+    pitch = kernels.conv_gemm.gradient_pitch(group_out)
+    partials = workspace("weight_partials", (n_chunks, groups, weight[0].size, pitch),
+                         input.dtype)
+    partials.fill(0)
+    kernels.conv_gemm.conv2d_backward_weight_implicit(
+        grad_output, input, partials, *weight.shape[2:], g.pad_h, g.pad_w, g.dilation_h,
+        g.dilation_w, scratch, openmp_threads)
+    total = np.zeros(partials.shape[1:], input.dtype)
+    kernels.reduce.sum_partials(partials.reshape(n_chunks, -1), total.reshape(-1),
+                                get_num_threads())
+    grad_weight += total[:, :, :group_out].transpose(0, 2, 1).reshape(weight.shape)
 
 
 def _winograd_conv(input, weight, bias, relu, pad_h, pad_w, adjoint, output, pooled=None):

@@ -25,10 +25,13 @@ cdef extern from "_gemm_kernel.h" nogil:
     void sgemm_kernel "fastconv_sgemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                                        Py_ssize_t a_row, Py_ssize_t a_step, const float* b,
                                        Py_ssize_t ldb, float* c, Py_ssize_t ldc, bint accumulate)
-    void sgemm_kernel_rows "fastconv_sgemm_rows"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                                 const float* a, Py_ssize_t a_row,
-                                                 const float* b, const Py_ssize_t* b_rows,
-                                                 float* c, Py_ssize_t ldc)
+    void sgemm_kernel_rows_b "fastconv_sgemm_rows_b"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                                     const float* a, Py_ssize_t a_row,
+                                                     const float* x, const Py_ssize_t* rows,
+                                                     float* c, Py_ssize_t ldc)
+    void sgemm_kernel_rows_a "fastconv_sgemm_rows_a"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                                     const float* x, const Py_ssize_t* rows,
+                                                     const float* b, float* c, Py_ssize_t ldc)
 
 
 cdef extern from "_gelu.h" nogil:

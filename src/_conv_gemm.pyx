@@ -21,8 +21,8 @@ elements (PANEL: see panel_width).
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
-from _common cimport (floating, gemm, pad_plane, rectify_run, GEMM_KERNEL, PANEL, sgemm_kernel,
-                      sgemm_kernel_rows)
+from _common cimport (floating, gemm, pad_plane, rectify_run, GEMM_KERNEL, LANES, PANEL,
+                      sgemm_kernel, sgemm_kernel_rows_a, sgemm_kernel_rows_b)
 from _im2col cimport im2col_image, col2im_image
 
 
@@ -126,15 +126,49 @@ cdef void im2col_panel(const float* images, Py_ssize_t image_stride, Py_ssize_t 
 FLOAT32_GEMM_KERNEL = bool(GEMM_KERNEL)
 
 
+def gradient_pitch(Py_ssize_t group_out):
+    """group_out rounded up to whole vectors: the row pitch of
+    conv2d_backward_weight_implicit's partials."""
+    return (group_out + LANES - 1) // LANES * LANES
+
+
 def implicit_workspace_size(Py_ssize_t in_channels, Py_ssize_t group_out, Py_ssize_t out_h,
                             Py_ssize_t out_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                             Py_ssize_t dilation_h, Py_ssize_t dilation_w):
-    """Elements per thread of conv2d_forward_implicit: the padded image, the overrun of its
-    last rows (see there), and one group's products."""
+    """Elements per thread of conv2d_forward_implicit and conv2d_backward_weight_implicit:
+    the padded image, the overrun of its last rows (see conv2d_forward_implicit), then
+    one group's products or transposed output gradient."""
     cdef Py_ssize_t padded_h = out_h + dilation_h * (kernel_h - 1)
     cdef Py_ssize_t padded_w = out_w + dilation_w * (kernel_w - 1)
+    cdef Py_ssize_t pixels = out_h * padded_w
     return (in_channels * padded_h * padded_w + PANEL + padded_w
-            + group_out * panel_columns(out_h * padded_w))
+            + max(group_out * panel_columns(pixels), pixels * gradient_pitch(group_out)))
+
+
+cdef inline Py_ssize_t* tap_offsets(Py_ssize_t rows, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                                    Py_ssize_t dilation_h, Py_ssize_t dilation_w,
+                                    Py_ssize_t plane, Py_ssize_t padded_w) noexcept nogil:
+    """A new array (NULL if out of memory) of where row (c, i, j) of a group's column matrix
+    starts in its padded planes, for the rows c * kH * kW + i * kW + j < rows."""
+    cdef Py_ssize_t* offsets = <Py_ssize_t*>malloc(rows * sizeof(Py_ssize_t))
+    cdef Py_ssize_t r
+    if offsets != NULL:
+        for r in range(rows):
+            offsets[r] = (r // (kernel_h * kernel_w) * plane
+                          + r // kernel_w % kernel_h * dilation_h * padded_w
+                          + r % kernel_w * dilation_w)
+    return offsets
+
+
+cdef inline void pad_image(const float* image, Py_ssize_t channels, Py_ssize_t height,
+                           Py_ssize_t width, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                           Py_ssize_t padded_h, Py_ssize_t padded_w, float* padded) noexcept nogil:
+    """The image's planes zero-padded into padded, and the overrun past them zeroed."""
+    cdef Py_ssize_t c, plane = padded_h * padded_w
+    for c in range(channels):
+        pad_plane(image + c * height * width, height, width, pad_h, pad_w, padded_h, padded_w,
+                  padded + c * plane)
+    memset(padded + channels * plane, 0, (PANEL + padded_w) * sizeof(float))
 
 
 def conv2d_forward_implicit(const float[:, :, :, ::1] input, const float[:, :, :, ::1] weight,
@@ -167,29 +201,23 @@ def conv2d_forward_implicit(const float[:, :, :, ::1] input, const float[:, :, :
     cdef Py_ssize_t padded_w = out_w + dilation_w * (kernel_w - 1)
     cdef Py_ssize_t plane = padded_h * padded_w, columns = panel_columns(out_h * padded_w)
     cdef bint has_bias = bias is not None
-    cdef Py_ssize_t n, c, g, o, oh, r, p
+    cdef Py_ssize_t n, g, o, oh, p
     cdef float* padded
     cdef float* products
     cdef float* out_plane
-    cdef Py_ssize_t* offsets = <Py_ssize_t*>malloc(rows * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* offsets = tap_offsets(rows, kernel_h, kernel_w, dilation_h, dilation_w,
+                                           plane, padded_w)
     if offsets == NULL:
         raise MemoryError()
-    # Row (c, i, j) of a group's column matrix, as an offset into its padded planes.
-    for r in range(rows):
-        offsets[r] = (r // (kernel_h * kernel_w) * plane
-                      + r // kernel_w % kernel_h * dilation_h * padded_w
-                      + r % kernel_w * dilation_w)
     with nogil:
         for n in prange(batch, num_threads=n_threads, schedule="static"):
             padded = &workspace[threadid(), 0]
             products = padded + in_channels * plane + PANEL + padded_w
-            for c in range(in_channels):
-                pad_plane(&input[n, c, 0, 0], height, width, pad_h, pad_w, padded_h, padded_w,
-                          padded + c * plane)
-            memset(padded + in_channels * plane, 0, (PANEL + padded_w) * sizeof(float))
+            pad_image(&input[n, 0, 0, 0], in_channels, height, width, pad_h, pad_w, padded_h,
+                      padded_w, padded)
             for g in range(groups):
-                sgemm_kernel_rows(group_out, columns, rows, &weight[g * group_out, 0, 0, 0],
-                                  rows, padded + g * group_in * plane, offsets, products,
+                sgemm_kernel_rows_b(group_out, columns, rows, &weight[g * group_out, 0, 0, 0],
+                                    rows, padded + g * group_in * plane, offsets, products,
                                   columns)
                 for o in range(group_out):
                     out_plane = &output[n, g * group_out + o, 0, 0]
@@ -206,6 +234,65 @@ def conv2d_forward_implicit(const float[:, :, :, ::1] input, const float[:, :, :
                             out_plane[p] += bias[g * group_out + o]
                     if relu:
                         rectify_run(out_plane, out_h * out_w)
+    free(offsets)
+
+
+def conv2d_backward_weight_implicit(const float[:, :, :, ::1] grad_output,
+                                    const float[:, :, :, ::1] input,
+                                    float[:, :, :, ::1] partials, Py_ssize_t kernel_h,
+                                    Py_ssize_t kernel_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                                    Py_ssize_t dilation_h, Py_ssize_t dilation_w,
+                                    float[:, ::1] workspace, int n_threads):
+    """partials[k, g] += the weight gradient of group g over chunk k of the batch, at
+    stride 1, as (C_in / groups * kH * kW, gradient_pitch(C_out / groups)): the transpose
+    of conv2d_backward_weight's, with the columns past C_out / groups zero. Each chunk
+    holds the consecutive images chunk * N // n_chunks up to the next chunk's first, so
+    the sums do not depend on the thread count.
+
+    The gradient of tap row r of the column matrix (conv2d_forward_implicit's runs of the
+    padded planes) is sum over q of X[r, q] grad_output[o, q], with grad_output laid out
+    padded_w pixels to a row like the products, zero in the extra columns: _gemm_kernel.h
+    multiplies the runs where they lie with that transposed gradient, in panels.
+    """
+    cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
+    cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
+    cdef Py_ssize_t out_channels = grad_output.shape[1], out_h = grad_output.shape[2]
+    cdef Py_ssize_t out_w = grad_output.shape[3]
+    cdef Py_ssize_t n_chunks = partials.shape[0], groups = partials.shape[1]
+    cdef Py_ssize_t rows = partials.shape[2], pitch = partials.shape[3]
+    cdef Py_ssize_t group_in = in_channels // groups, group_out = out_channels // groups
+    cdef Py_ssize_t padded_h = out_h + dilation_h * (kernel_h - 1)
+    cdef Py_ssize_t padded_w = out_w + dilation_w * (kernel_w - 1)
+    cdef Py_ssize_t plane = padded_h * padded_w, pixels = out_h * padded_w
+    cdef Py_ssize_t chunk, n, g, o, oh, ow, start
+    cdef float* padded
+    cdef float* gradient
+    cdef const float* source
+    cdef Py_ssize_t* offsets = tap_offsets(rows, kernel_h, kernel_w, dilation_h, dilation_w,
+                                           plane, padded_w)
+    if offsets == NULL:
+        raise MemoryError()
+    with nogil:
+        for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            padded = &workspace[threadid(), 0]
+            gradient = padded + in_channels * plane + PANEL + padded_w
+            for n in range(chunk * batch // n_chunks, (chunk + 1) * batch // n_chunks):
+                pad_image(&input[n, 0, 0, 0], in_channels, height, width, pad_h, pad_w,
+                          padded_h, padded_w, padded)
+                for g in range(groups):
+                    # (pixels, pitch) in panels of PANEL columns, the last LANES wide when
+                    # pitch is not a multiple of PANEL, as the kernel reads B.
+                    memset(gradient, 0, pixels * pitch * sizeof(float))
+                    for o in range(group_out):
+                        start = o - o % PANEL
+                        source = &grad_output[n, g * group_out + o, 0, 0]
+                        for oh in range(out_h):
+                            for ow in range(out_w):
+                                gradient[start * pixels + (oh * padded_w + ow)
+                                         * min(PANEL, pitch - start) + o - start] = \
+                                    source[oh * out_w + ow]
+                    sgemm_kernel_rows_a(rows, pitch, pixels, padded + g * group_in * plane,
+                                        offsets, gradient, &partials[chunk, g, 0, 0], pitch)
     free(offsets)
 
 

@@ -28,12 +28,15 @@
 /* Accumulator r of vector v, for r < 12: named variables rather than an array, which GCC
    kept in memory. Inlined with constant rows and vectors, the unused ones vanish. */
 #define FASTCONV_GEMM_EACH_ROW(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define FASTCONV_GEMM_DECLARE(r) fastconv_vector acc##r##_0 = zero, acc##r##_1 = zero;
-/* C[r, :] (+)= sum over p of A(r, p) B[p, :], A(r, p) = a[r * a_row + p * a_step]: the
-   scalar times a vector broadcasts it, and the sum contracts into a fused multiply-add. */
+#define FASTCONV_GEMM_DECLARE(r)                                                          \
+    fastconv_vector acc##r##_0 = zero, acc##r##_1 = zero;                                 \
+    const float *a##r = a_rows && rows > r ? a + a_rows[r] : a;
+/* C[r, :] (+)= sum over p of A(r, p) B[p, :], A(r, p) = a[r * a_row + p * a_step] or
+   a[a_rows[r] + p]: the scalar times a vector broadcasts it, and the sum contracts into
+   a fused multiply-add. */
 #define FASTCONV_GEMM_STEP(r)                                                             \
     if (rows > r) {                                                                       \
-        x = a[r * a_row + p * a_step];                                                    \
+        x = a_rows ? a##r[p] : a[r * a_row + p * a_step];                                 \
         acc##r##_0 += x * row0;                                                           \
         if (vectors > 1)                                                                  \
             acc##r##_1 += x * row1;                                                       \
@@ -47,11 +50,14 @@
                            ? fastconv_load(out + FASTCONV_LANES) + acc##r##_1 : acc##r##_1); \
     }
 
-/* B's row p is at b + p * ldb, or with b_rows at b + b_rows[p]. */
+/* A's row r is at a + r * a_row, its values a_step apart, or with a_rows, contiguous from
+   a + a_rows[r]; B's row p is at b + p * ldb, or with b_rows at b + b_rows[p]. The
+   callers pass a constant NULL for the offsets they do not use, which folds the choices
+   away. */
 static inline __attribute__((always_inline)) void fastconv_gemm_block(
-        const int rows, const int vectors, ptrdiff_t k, const float *a, ptrdiff_t a_row,
-        ptrdiff_t a_step, const float *b, ptrdiff_t ldb, const ptrdiff_t *b_rows, float *c,
-        ptrdiff_t ldc, int accumulate) {
+        const int rows, const int vectors, ptrdiff_t k, const float *a, const ptrdiff_t *a_rows,
+        ptrdiff_t a_row, ptrdiff_t a_step, const float *b, ptrdiff_t ldb,
+        const ptrdiff_t *b_rows, float *c, ptrdiff_t ldc, int accumulate) {
     const fastconv_vector zero = {0};
     fastconv_vector row0, row1 = zero;
     float x;
@@ -73,15 +79,15 @@ static inline __attribute__((always_inline)) void fastconv_gemm_block(
 #define FASTCONV_GEMM_CASE(r)                                                             \
     case r + 1:                                                                           \
         if (r < FASTCONV_GEMM_ROWS)                                                       \
-            fastconv_gemm_block(r + 1, vectors, k, a, a_row, a_step, b, ldb, b_rows, c,   \
-                                ldc, accumulate);                                         \
+            fastconv_gemm_block(r + 1, vectors, k, a, a_rows, a_row, a_step, b, ldb,      \
+                                b_rows, c, ldc, accumulate);                              \
         break;
 
 /* fastconv_gemm_block for rows from 1 to ROWS known only at run time. */
 static inline __attribute__((always_inline)) void fastconv_gemm_rows(
-        int rows, const int vectors, ptrdiff_t k, const float *a, ptrdiff_t a_row,
-        ptrdiff_t a_step, const float *b, ptrdiff_t ldb, const ptrdiff_t *b_rows, float *c,
-        ptrdiff_t ldc, int accumulate) {
+        int rows, const int vectors, ptrdiff_t k, const float *a, const ptrdiff_t *a_rows,
+        ptrdiff_t a_row, ptrdiff_t a_step, const float *b, ptrdiff_t ldb,
+        const ptrdiff_t *b_rows, float *c, ptrdiff_t ldc, int accumulate) {
     switch (rows) {
         FASTCONV_GEMM_EACH_ROW(FASTCONV_GEMM_CASE)
     }
@@ -128,30 +134,51 @@ static inline void fastconv_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const f
                                        i / FASTCONV_GEMM_ROWS * ahead, ahead, k);
             if (vectors == 2)
                 fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
-                                   2, k, a + i * a_row, a_row, a_step, panel,
+                                   2, k, a + i * a_row, NULL, a_row, a_step, panel,
                                    ldb ? ldb : FASTCONV_PANEL, NULL, c + i * ldc + j, ldc,
                                    accumulate);
             else
                 fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
-                                   1, k, a + i * a_row, a_row, a_step, panel,
+                                   1, k, a + i * a_row, NULL, a_row, a_step, panel,
                                    ldb ? ldb : FASTCONV_LANES, NULL, c + i * ldc + j, ldc,
                                    accumulate);
         }
     }
 }
 
-/* C (m x n) = A B for a row-major A (m x k, row pitch a_row) and a B whose row p starts
-   at b + b_rows[p], n a multiple of PANEL: an implicit-GEMM convolution's column matrix,
-   each row a run of a zero-padded input plane read where it lies (see _conv_gemm.pyx). */
-static inline void fastconv_sgemm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
-                                       ptrdiff_t a_row, const float *b,
-                                       const ptrdiff_t *b_rows, float *c, ptrdiff_t ldc) {
+/* The implicit-GEMM convolution's products (see _conv_gemm.pyx), whose column matrix's
+   rows are runs of zero-padded input planes, read where they lie at the offsets rows[]
+   from x. fastconv_sgemm_rows_b: C (m x n) = A X for a row-major A (m x k, row pitch
+   a_row), X's row p at x + rows[p], n a multiple of PANEL (the forward pass).
+   fastconv_sgemm_rows_a: C (m x n) += X B, X's row r at x + rows[r], B stored in panels
+   (as fastconv_sgemm's ldb = 0), n a multiple of LANES (the weight gradient). */
+static inline void fastconv_sgemm_rows_b(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
+                                         ptrdiff_t a_row, const float *x, const ptrdiff_t *rows,
+                                         float *c, ptrdiff_t ldc) {
     ptrdiff_t i, j;
     for (j = 0; j < n; j += FASTCONV_PANEL)
         for (i = 0; i < m; i += FASTCONV_GEMM_ROWS)
             fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS, 2,
-                               k, a + i * a_row, a_row, 1, b + j, 0, b_rows, c + i * ldc + j,
-                               ldc, 0);
+                               k, a + i * a_row, NULL, a_row, 1, x + j, 0, rows,
+                               c + i * ldc + j, ldc, 0);
+}
+
+static inline void fastconv_sgemm_rows_a(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x,
+                                         const ptrdiff_t *rows, const float *b, float *c,
+                                         ptrdiff_t ldc) {
+    ptrdiff_t i, j;
+    for (j = 0; j < n; j += FASTCONV_PANEL) {
+        int vectors = n - j >= FASTCONV_PANEL ? 2 : 1;
+        for (i = 0; i < m; i += FASTCONV_GEMM_ROWS) {
+            int block = m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS;
+            if (vectors == 2)
+                fastconv_gemm_rows(block, 2, k, x, rows + i, 0, 1, b + j * k, FASTCONV_PANEL,
+                                   NULL, c + i * ldc + j, ldc, 1);
+            else
+                fastconv_gemm_rows(block, 1, k, x, rows + i, 0, 1, b + j * k, FASTCONV_LANES,
+                                   NULL, c + i * ldc + j, ldc, 1);
+        }
+    }
 }
 #else
 #define FASTCONV_GEMM_KERNEL 0
@@ -159,8 +186,11 @@ static inline void fastconv_sgemm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, co
 static inline void fastconv_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
                                   ptrdiff_t a_row, ptrdiff_t a_step, const float *b,
                                   ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate) {}
-static inline void fastconv_sgemm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
-                                       ptrdiff_t a_row, const float *b,
-                                       const ptrdiff_t *b_rows, float *c, ptrdiff_t ldc) {}
+static inline void fastconv_sgemm_rows_b(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
+                                         ptrdiff_t a_row, const float *x, const ptrdiff_t *rows,
+                                         float *c, ptrdiff_t ldc) {}
+static inline void fastconv_sgemm_rows_a(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x,
+                                         const ptrdiff_t *rows, const float *b, float *c,
+                                         ptrdiff_t ldc) {}
 #endif
 #endif
