@@ -307,35 +307,40 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     return grad_input, grad_weight, grad_bias
 
 
-def _implicit_gemm_applies(dtype, weight, geometry):
-    """Whether a stride-1 layer's im2col pass can run as an implicit GEMM: float32 at a
-    level with fastconv's GEMM kernel, and not a 1x1 kernel, whose column matrix is the
-    input itself."""
-    return (dtype == np.float32 and kernels.conv_gemm.FLOAT32_GEMM_KERNEL
-            and (geometry.stride_h, geometry.stride_w) == (1, 1) and weight.shape[2:] != (1, 1))
+def _implicit_gemm_applies(dtype):
+    """Whether a layer's im2col pass runs as an implicit GEMM: float32 at a level with
+    fastconv's GEMM kernel."""
+    return dtype == np.float32 and kernels.conv_gemm.FLOAT32_GEMM_KERNEL
 
 
-def _implicit_gemm(input, weight, bias, relu, pad_h, pad_w, geometry, output, accumulate):
-    """output (+)= the stride-1 conv2d of input with weight (see
-    src/_conv_gemm.pyx's conv2d_forward_implicit), with this padding and the geometry's
-    dilation and groups."""
+def _implicit_workspace(input, group_out, geometry, weight, out_h, out_w, n_threads):
     g = geometry
     size = kernels.conv_gemm.implicit_workspace_size(
-        input.shape[1], weight.shape[0] // g.groups, output.shape[2], output.shape[3],
-        *weight.shape[2:], g.dilation_h, g.dilation_w)
+        input.shape[1], group_out, out_h, out_w, *weight.shape[2:], g.stride_h, g.stride_w,
+        g.dilation_h, g.dilation_w)
+    return workspace("columns", (n_threads, size), input.dtype)
+
+
+def _implicit_gemm(input, weight, bias, relu, stride, padding, geometry, output, accumulate):
+    """output (+)= the conv2d of input with weight (see src/_conv_gemm.pyx's
+    conv2d_forward_implicit), with this (h, w) stride and padding and the geometry's
+    dilation and groups."""
+    g = geometry
     openmp_threads = kernel_threads(input.shape[0])
-    scratch = workspace("columns", (openmp_threads, size), input.dtype)
-    kernels.conv_gemm.conv2d_forward_implicit(input, weight, bias, relu, output, pad_h, pad_w,
-                                              g.dilation_h, g.dilation_w, g.groups, scratch,
-                                              openmp_threads, accumulate)
+    scratch = _implicit_workspace(input, weight.shape[0] // g.groups, g, weight,
+                                  output.shape[2], output.shape[3], openmp_threads)
+    kernels.conv_gemm.conv2d_forward_implicit(input, weight, bias, relu, output, *stride,
+                                              *padding, g.dilation_h, g.dilation_w, g.groups,
+                                              scratch, openmp_threads, accumulate)
 
 
 def _gemm_forward(input, weight, bias, relu, geometry, output):
     """output <- conv2d(input, weight) + bias, rectified if relu: im2col and a GEMM per
     block of images, or an implicit GEMM where it applies."""
-    if _implicit_gemm_applies(input.dtype, weight, geometry):
-        _implicit_gemm(input, weight, bias, relu, geometry.pad_h, geometry.pad_w, geometry,
-                       output, False)
+    if _implicit_gemm_applies(input.dtype):
+        g = geometry
+        _implicit_gemm(input, weight, bias, relu, (g.stride_h, g.stride_w), (g.pad_h, g.pad_w),
+                       g, output, False)
         return
     per_gemm = _images_per_gemm(input.shape[0], geometry)
     openmp_threads = kernel_threads(-(-input.shape[0] // per_gemm))
@@ -355,13 +360,14 @@ def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
     kernel_h, kernel_w = weight.shape[2:]
     pad_h = g.dilation_h * (kernel_h - 1) - g.pad_h
     pad_w = g.dilation_w * (kernel_w - 1) - g.pad_w
-    if _implicit_gemm_applies(grad_output.dtype, weight, geometry) and min(pad_h, pad_w) >= 0:
+    if (_implicit_gemm_applies(grad_output.dtype)
+            and (g.stride_h, g.stride_w) == (1, 1) and min(pad_h, pad_w) >= 0):
         group_out = weight.shape[0] // g.groups
         rotated = np.ascontiguousarray(
             weight.reshape(g.groups, group_out, -1, kernel_h, kernel_w)
             .transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]).reshape(-1, group_out, kernel_h, kernel_w)
-        _implicit_gemm(grad_output, rotated, None, False, pad_h, pad_w, geometry, grad_input,
-                       True)
+        _implicit_gemm(grad_output, rotated, None, False, (1, 1), (pad_h, pad_w), geometry,
+                       grad_input, True)
         return
     per_gemm = _images_per_gemm(grad_output.shape[0], geometry)
     openmp_threads = kernel_threads(-(-grad_output.shape[0] // per_gemm))
@@ -377,7 +383,7 @@ def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
     """grad_weight += conv2d's weight gradient, summed over fixed chunks of the batch: by
     im2col and a GEMM per block of images, or an implicit GEMM where it applies."""
     batch = input.shape[0]
-    if _implicit_gemm_applies(input.dtype, weight, geometry):
+    if _implicit_gemm_applies(input.dtype):
         _implicit_weight_gradient(grad_output, input, weight, geometry, grad_weight)
         return
     per_gemm = _images_per_gemm(batch, geometry)
@@ -406,17 +412,14 @@ def _implicit_weight_gradient(grad_output, input, weight, geometry, grad_weight)
     group_out = weight.shape[0] // groups
     n_chunks = max(1, min(batch, MAX_WEIGHT_PARTIALS))
     openmp_threads = kernel_threads(n_chunks)
-    size = kernels.conv_gemm.implicit_workspace_size(
-        input.shape[1], group_out, g.out_h, g.out_w, *weight.shape[2:], g.dilation_h,
-        g.dilation_w)
-    scratch = workspace("columns", (openmp_threads, size), input.dtype)
+    scratch = _implicit_workspace(input, group_out, g, weight, g.out_h, g.out_w, openmp_threads)
     pitch = kernels.conv_gemm.gradient_pitch(group_out)
     partials = workspace("weight_partials", (n_chunks, groups, weight[0].size, pitch),
                          input.dtype)
     partials.fill(0)
     kernels.conv_gemm.conv2d_backward_weight_implicit(
-        grad_output, input, partials, *weight.shape[2:], g.pad_h, g.pad_w, g.dilation_h,
-        g.dilation_w, scratch, openmp_threads)
+        grad_output, input, partials, *weight.shape[2:], g.stride_h, g.stride_w, g.pad_h,
+        g.pad_w, g.dilation_h, g.dilation_w, scratch, openmp_threads)
     total = np.zeros(partials.shape[1:], input.dtype)
     kernels.reduce.sum_partials(partials.reshape(n_chunks, -1), total.reshape(-1),
                                 get_num_threads())

@@ -132,63 +132,109 @@ def gradient_pitch(Py_ssize_t group_out):
     return (group_out + LANES - 1) // LANES * LANES
 
 
+cdef struct Phases:
+    # An image as the implicit GEMM reads it: each channel's zero-padded plane split into
+    # stride_h x stride_w phase planes, phase (a, b) holding padded pixel (a + stride_h u,
+    # b + stride_w v) at (u, v), extent_h x extent_w; output pixel (oh, ow) counts as
+    # q = oh * extent_w + ow.
+    Py_ssize_t stride_h, stride_w, pad_h, pad_w, extent_h, extent_w, plane, channel
+
+
+cdef inline Phases phases_of(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kernel_h,
+                             Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                             Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dilation_h,
+                             Py_ssize_t dilation_w) noexcept nogil:
+    cdef Phases layout
+    layout.stride_h, layout.stride_w = stride_h, stride_w
+    layout.pad_h, layout.pad_w = pad_h, pad_w
+    layout.extent_h = out_h + dilation_h * (kernel_h - 1) // stride_h
+    layout.extent_w = out_w + dilation_w * (kernel_w - 1) // stride_w
+    layout.plane = layout.extent_h * layout.extent_w
+    layout.channel = stride_h * stride_w * layout.plane
+    return layout
+
+
 def implicit_workspace_size(Py_ssize_t in_channels, Py_ssize_t group_out, Py_ssize_t out_h,
                             Py_ssize_t out_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
-                            Py_ssize_t dilation_h, Py_ssize_t dilation_w):
+                            Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t dilation_h,
+                            Py_ssize_t dilation_w):
     """Elements per thread of conv2d_forward_implicit and conv2d_backward_weight_implicit:
-    the padded image, the overrun of its last rows (see conv2d_forward_implicit), then
+    the image's phase planes, the overrun past them (see conv2d_forward_implicit), then
     one group's products or transposed output gradient."""
-    cdef Py_ssize_t padded_h = out_h + dilation_h * (kernel_h - 1)
-    cdef Py_ssize_t padded_w = out_w + dilation_w * (kernel_w - 1)
-    cdef Py_ssize_t pixels = out_h * padded_w
-    return (in_channels * padded_h * padded_w + PANEL + padded_w
+    cdef Phases layout = phases_of(out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, 0, 0,
+                                   dilation_h, dilation_w)
+    cdef Py_ssize_t pixels = out_h * layout.extent_w
+    return (in_channels * layout.channel + PANEL + layout.extent_w
             + max(group_out * panel_columns(pixels), pixels * gradient_pitch(group_out)))
 
 
 cdef inline Py_ssize_t* tap_offsets(Py_ssize_t rows, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                                     Py_ssize_t dilation_h, Py_ssize_t dilation_w,
-                                    Py_ssize_t plane, Py_ssize_t padded_w) noexcept nogil:
+                                    Phases layout) noexcept nogil:
     """A new array (NULL if out of memory) of where row (c, i, j) of a group's column matrix
-    starts in its padded planes, for the rows c * kH * kW + i * kW + j < rows."""
+    starts in its phase planes, for the rows c * kH * kW + i * kW + j < rows: tap (i, j)
+    reads padded row oh * stride_h + i * dilation_h, which is row oh + i * dilation_h //
+    stride_h of phase i * dilation_h % stride_h (and the same along the columns)."""
     cdef Py_ssize_t* offsets = <Py_ssize_t*>malloc(rows * sizeof(Py_ssize_t))
-    cdef Py_ssize_t r
+    cdef Py_ssize_t r, row, column
     if offsets != NULL:
         for r in range(rows):
-            offsets[r] = (r // (kernel_h * kernel_w) * plane
-                          + r // kernel_w % kernel_h * dilation_h * padded_w
-                          + r % kernel_w * dilation_w)
+            row = r // kernel_w % kernel_h * dilation_h
+            column = r % kernel_w * dilation_w
+            offsets[r] = (r // (kernel_h * kernel_w) * layout.channel
+                          + (row % layout.stride_h * layout.stride_w
+                             + column % layout.stride_w) * layout.plane
+                          + row // layout.stride_h * layout.extent_w
+                          + column // layout.stride_w)
     return offsets
 
 
-cdef inline void pad_image(const float* image, Py_ssize_t channels, Py_ssize_t height,
-                           Py_ssize_t width, Py_ssize_t pad_h, Py_ssize_t pad_w,
-                           Py_ssize_t padded_h, Py_ssize_t padded_w, float* padded) noexcept nogil:
-    """The image's planes zero-padded into padded, and the overrun past them zeroed."""
-    cdef Py_ssize_t c, plane = padded_h * padded_w
+cdef inline void split_image(const float* image, Py_ssize_t channels, Py_ssize_t height,
+                             Py_ssize_t width, Phases layout, float* phases) noexcept nogil:
+    """The image's zero-padded planes into their phase planes, and the overrun past them
+    zeroed."""
+    cdef Py_ssize_t c, a, b, u, v, h, w
+    cdef const float* plane
+    cdef float* out
     for c in range(channels):
-        pad_plane(image + c * height * width, height, width, pad_h, pad_w, padded_h, padded_w,
-                  padded + c * plane)
-    memset(padded + channels * plane, 0, (PANEL + padded_w) * sizeof(float))
+        plane = image + c * height * width
+        if layout.stride_h == 1 and layout.stride_w == 1:
+            pad_plane(plane, height, width, layout.pad_h, layout.pad_w, layout.extent_h,
+                      layout.extent_w, phases + c * layout.channel)
+            continue
+        for a in range(layout.stride_h):
+            for b in range(layout.stride_w):
+                out = phases + c * layout.channel + (a * layout.stride_w + b) * layout.plane
+                for u in range(layout.extent_h):
+                    h = a + u * layout.stride_h - layout.pad_h
+                    for v in range(layout.extent_w):
+                        w = b + v * layout.stride_w - layout.pad_w
+                        out[u * layout.extent_w + v] = (plane[h * width + w] if 0 <= h < height
+                                                        and 0 <= w < width else 0)
+    memset(phases + channels * layout.channel, 0, (PANEL + layout.extent_w) * sizeof(float))
 
 
 def conv2d_forward_implicit(const float[:, :, :, ::1] input, const float[:, :, :, ::1] weight,
                             const float[::1] bias, bint relu, float[:, :, :, ::1] output,
-                            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dilation_h,
-                            Py_ssize_t dilation_w, Py_ssize_t groups, float[:, ::1] workspace,
-                            int n_threads, bint accumulate):
-    """output <- conv2d(input, weight) + bias (bias may be None) at stride 1, rectified
-    with relu, or with accumulate output += conv2d(input, weight), by _gemm_kernel.h without a column matrix (an implicit GEMM); float32 at
-    levels with the kernel only (FLOAT32_GEMM_KERNEL).
+                            Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h,
+                            Py_ssize_t pad_w, Py_ssize_t dilation_h, Py_ssize_t dilation_w,
+                            Py_ssize_t groups, float[:, ::1] workspace, int n_threads,
+                            bint accumulate):
+    """output <- conv2d(input, weight) + bias (bias may be None), rectified with relu, or
+    with accumulate output += conv2d(input, weight), by _gemm_kernel.h without a column
+    matrix (an implicit GEMM); float32 at levels with the kernel only
+    (FLOAT32_GEMM_KERNEL).
 
-    Each image is copied once into zero-padded planes, padded_w = out_w + dilation_w *
-    (kW - 1) wide. Over those planes, output pixel (oh, ow) counted as q = oh * padded_w +
-    ow, kernel tap (c, i, j) reads the padded value at c * plane + i * dilation_h *
-    padded_w + j * dilation_w + q: for every tap, the column matrix's row is a contiguous
-    run of the padded planes, which the kernel reads where it lies, and no column matrix
-    is written (im2col wrote kH * kW copies of each image, the 5x5 layers' main cost).
-    The products have padded_w columns per output row; the last dilation_w * (kW - 1) of
-    each, and those past the last row, are computed and dropped, and may read up to
-    PANEL + padded_w values past the planes.
+    Each image is copied once into zero-padded planes, each split into stride_h x
+    stride_w phase planes (see Phases; at stride 1 the padded plane itself) extent_w =
+    out_w + dilation_w * (kW - 1) // stride_w wide. Over those, output pixel (oh, ow)
+    counted as q = oh * extent_w + ow, kernel tap (c, i, j) reads the value at
+    tap_offsets' offset + q: for every tap, the column matrix's row is a contiguous run of
+    the phase planes, which the kernel reads where it lies, and no column matrix is
+    written (im2col wrote kH * kW copies of each image, the 5x5 layers' main cost). The
+    products have extent_w columns per output row; the extra ones, and those past the last
+    row, are computed and dropped, and may read up to PANEL + extent_w values past the
+    planes.
     """
     cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
     cdef Py_ssize_t height = input.shape[2], width = input.shape[3]
@@ -197,38 +243,37 @@ def conv2d_forward_implicit(const float[:, :, :, ::1] input, const float[:, :, :
     cdef Py_ssize_t out_h = output.shape[2], out_w = output.shape[3]
     cdef Py_ssize_t group_out = out_channels // groups
     cdef Py_ssize_t rows = group_in * kernel_h * kernel_w
-    cdef Py_ssize_t padded_h = out_h + dilation_h * (kernel_h - 1)
-    cdef Py_ssize_t padded_w = out_w + dilation_w * (kernel_w - 1)
-    cdef Py_ssize_t plane = padded_h * padded_w, columns = panel_columns(out_h * padded_w)
+    cdef Phases layout = phases_of(out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                                   pad_w, dilation_h, dilation_w)
+    cdef Py_ssize_t extent_w = layout.extent_w, columns = panel_columns(out_h * extent_w)
     cdef bint has_bias = bias is not None
     cdef Py_ssize_t n, g, o, oh, p
-    cdef float* padded
+    cdef float* phases
     cdef float* products
     cdef float* out_plane
     cdef Py_ssize_t* offsets = tap_offsets(rows, kernel_h, kernel_w, dilation_h, dilation_w,
-                                           plane, padded_w)
+                                           layout)
     if offsets == NULL:
         raise MemoryError()
     with nogil:
         for n in prange(batch, num_threads=n_threads, schedule="static"):
-            padded = &workspace[threadid(), 0]
-            products = padded + in_channels * plane + PANEL + padded_w
-            pad_image(&input[n, 0, 0, 0], in_channels, height, width, pad_h, pad_w, padded_h,
-                      padded_w, padded)
+            phases = &workspace[threadid(), 0]
+            products = phases + in_channels * layout.channel + PANEL + extent_w
+            split_image(&input[n, 0, 0, 0], in_channels, height, width, layout, phases)
             for g in range(groups):
                 sgemm_kernel_rows_b(group_out, columns, rows, &weight[g * group_out, 0, 0, 0],
-                                    rows, padded + g * group_in * plane, offsets, products,
-                                  columns)
+                                    rows, phases + g * group_in * layout.channel, offsets,
+                                    products, columns)
                 for o in range(group_out):
                     out_plane = &output[n, g * group_out + o, 0, 0]
                     for oh in range(out_h):
                         if accumulate:
                             for p in range(out_w):
                                 out_plane[oh * out_w + p] += products[o * columns
-                                                                      + oh * padded_w + p]
+                                                                      + oh * extent_w + p]
                         else:
                             memcpy(out_plane + oh * out_w, products + o * columns
-                                   + oh * padded_w, out_w * sizeof(float))
+                                   + oh * extent_w, out_w * sizeof(float))
                     if has_bias:
                         for p in range(out_h * out_w):
                             out_plane[p] += bias[g * group_out + o]
@@ -240,18 +285,19 @@ def conv2d_forward_implicit(const float[:, :, :, ::1] input, const float[:, :, :
 def conv2d_backward_weight_implicit(const float[:, :, :, ::1] grad_output,
                                     const float[:, :, :, ::1] input,
                                     float[:, :, :, ::1] partials, Py_ssize_t kernel_h,
-                                    Py_ssize_t kernel_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                                    Py_ssize_t kernel_w, Py_ssize_t stride_h,
+                                    Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
                                     Py_ssize_t dilation_h, Py_ssize_t dilation_w,
                                     float[:, ::1] workspace, int n_threads):
-    """partials[k, g] += the weight gradient of group g over chunk k of the batch, at
-    stride 1, as (C_in / groups * kH * kW, gradient_pitch(C_out / groups)): the transpose
-    of conv2d_backward_weight's, with the columns past C_out / groups zero. Each chunk
-    holds the consecutive images chunk * N // n_chunks up to the next chunk's first, so
-    the sums do not depend on the thread count.
+    """partials[k, g] += the weight gradient of group g over chunk k of the batch, as
+    (C_in / groups * kH * kW, gradient_pitch(C_out / groups)): the transpose of
+    conv2d_backward_weight's, with the columns past C_out / groups zero. Each chunk holds
+    the consecutive images chunk * N // n_chunks up to the next chunk's first, so the
+    sums do not depend on the thread count.
 
     The gradient of tap row r of the column matrix (conv2d_forward_implicit's runs of the
-    padded planes) is sum over q of X[r, q] grad_output[o, q], with grad_output laid out
-    padded_w pixels to a row like the products, zero in the extra columns: _gemm_kernel.h
+    phase planes) is sum over q of X[r, q] grad_output[o, q], with grad_output laid out
+    extent_w pixels to a row like the products, zero in the extra columns: _gemm_kernel.h
     multiplies the runs where they lie with that transposed gradient, in panels.
     """
     cdef Py_ssize_t batch = input.shape[0], in_channels = input.shape[1]
@@ -261,24 +307,23 @@ def conv2d_backward_weight_implicit(const float[:, :, :, ::1] grad_output,
     cdef Py_ssize_t n_chunks = partials.shape[0], groups = partials.shape[1]
     cdef Py_ssize_t rows = partials.shape[2], pitch = partials.shape[3]
     cdef Py_ssize_t group_in = in_channels // groups, group_out = out_channels // groups
-    cdef Py_ssize_t padded_h = out_h + dilation_h * (kernel_h - 1)
-    cdef Py_ssize_t padded_w = out_w + dilation_w * (kernel_w - 1)
-    cdef Py_ssize_t plane = padded_h * padded_w, pixels = out_h * padded_w
+    cdef Phases layout = phases_of(out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                                   pad_w, dilation_h, dilation_w)
+    cdef Py_ssize_t extent_w = layout.extent_w, pixels = out_h * extent_w
     cdef Py_ssize_t chunk, n, g, o, oh, ow, start
-    cdef float* padded
+    cdef float* phases
     cdef float* gradient
     cdef const float* source
     cdef Py_ssize_t* offsets = tap_offsets(rows, kernel_h, kernel_w, dilation_h, dilation_w,
-                                           plane, padded_w)
+                                           layout)
     if offsets == NULL:
         raise MemoryError()
     with nogil:
         for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
-            padded = &workspace[threadid(), 0]
-            gradient = padded + in_channels * plane + PANEL + padded_w
+            phases = &workspace[threadid(), 0]
+            gradient = phases + in_channels * layout.channel + PANEL + extent_w
             for n in range(chunk * batch // n_chunks, (chunk + 1) * batch // n_chunks):
-                pad_image(&input[n, 0, 0, 0], in_channels, height, width, pad_h, pad_w,
-                          padded_h, padded_w, padded)
+                split_image(&input[n, 0, 0, 0], in_channels, height, width, layout, phases)
                 for g in range(groups):
                     # (pixels, pitch) in panels of PANEL columns, the last LANES wide when
                     # pitch is not a multiple of PANEL, as the kernel reads B.
@@ -288,11 +333,12 @@ def conv2d_backward_weight_implicit(const float[:, :, :, ::1] grad_output,
                         source = &grad_output[n, g * group_out + o, 0, 0]
                         for oh in range(out_h):
                             for ow in range(out_w):
-                                gradient[start * pixels + (oh * padded_w + ow)
+                                gradient[start * pixels + (oh * extent_w + ow)
                                          * min(PANEL, pitch - start) + o - start] = \
                                     source[oh * out_w + ow]
-                    sgemm_kernel_rows_a(rows, pitch, pixels, padded + g * group_in * plane,
-                                        offsets, gradient, &partials[chunk, g, 0, 0], pitch)
+                    sgemm_kernel_rows_a(rows, pitch, pixels,
+                                        phases + g * group_in * layout.channel, offsets,
+                                        gradient, &partials[chunk, g, 0, 0], pitch)
     free(offsets)
 
 
