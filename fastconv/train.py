@@ -4,7 +4,7 @@ A run directory holds checkpoint.npz (rewritten atomically after every epoch),
 metrics.jsonl (one line per epoch) and curves.png (loss and accuracy, at the end).
 Everything random — initialisation, the split, shuffling, augmentation, dropout — follows
 from the seed, and the checkpoint holds the rest of the state, so a resumed run continues
-bit for bit as if it had never stopped (same seed, same thread count).
+bit for bit as if it had never stopped (same seed, thread count and ISA level).
 """
 import json
 import os
