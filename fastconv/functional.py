@@ -127,8 +127,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         padded_h, padded_w = _padded_extent(weight, geometry)
         scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
                                        + geometry.out_h * padded_w), input.dtype)
-        kernels.conv_direct.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
-                                    scratch, openmp_threads)
+        kernels.conv_direct.conv2d_forward(input, weight, bias, relu, output,
+                                           *geometry.kernel_args(), scratch, openmp_threads)
         return output
     if algo == "winograd":
         _winograd_conv(input, weight, bias, relu, geometry.pad_h, geometry.pad_w, False, output)
@@ -208,15 +208,16 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
             scratch = workspace("direct", (openmp_threads, (out_channels // groups) * out_h
                                            * padded_w + padded_h * padded_w), input.dtype)
             kernels.conv_direct.conv2d_backward_input(grad_output, weight, grad_input,
-                                               *geometry.kernel_args(), scratch, openmp_threads)
+                                                      *geometry.kernel_args(), scratch,
+                                                      openmp_threads)
         if want_weight:
             openmp_threads = kernel_threads(out_channels)
             scratch = workspace("direct", (openmp_threads, weight.shape[1] * padded_h * padded_w
                                            + out_h * padded_w), input.dtype)
             totals = workspace("direct_totals", (openmp_threads, weight[0].size), np.float64)
             kernels.conv_direct.conv2d_backward_weight(grad_output, input, grad_weight,
-                                                *geometry.kernel_args(), scratch, totals,
-                                                openmp_threads)
+                                                       *geometry.kernel_args(), scratch, totals,
+                                                       openmp_threads)
         return grad_input, grad_weight, grad_bias
     if want_input:
         # The input gradient is the Winograd convolution of grad_output padded by
@@ -348,7 +349,7 @@ def _gemm_forward(input, weight, bias, relu, geometry, output):
                         input.dtype)
     with single_threaded_blas():
         kernels.conv_gemm.conv2d_forward(input, weight, bias, relu, output, *geometry.kernel_args(),
-                                  per_gemm, scratch, openmp_threads)
+                                         per_gemm, scratch, openmp_threads)
 
 
 def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
@@ -375,8 +376,8 @@ def _gemm_input_gradient(grad_output, weight, geometry, grad_input):
                         grad_output.dtype)
     with single_threaded_blas():
         kernels.conv_gemm.conv2d_backward_input(grad_output, weight, grad_input,
-                                         *geometry.kernel_args(), per_gemm, scratch,
-                                         openmp_threads)
+                                                *geometry.kernel_args(), per_gemm, scratch,
+                                                openmp_threads)
 
 
 def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
@@ -397,10 +398,10 @@ def _gemm_weight_gradient(grad_output, input, weight, geometry, grad_weight):
     partials.fill(0)
     with single_threaded_blas():
         kernels.conv_gemm.conv2d_backward_weight(grad_output, input, weight, partials,
-                                          *geometry.kernel_args(), per_gemm, scratch,
-                                          openmp_threads)
-    kernels.reduce.sum_partials(partials.reshape(n_chunks, grad_weight.size), grad_weight.reshape(-1),
-                         get_num_threads())
+                                                 *geometry.kernel_args(), per_gemm, scratch,
+                                                 openmp_threads)
+    kernels.reduce.sum_partials(partials.reshape(n_chunks, grad_weight.size),
+                                grad_weight.reshape(-1), get_num_threads())
 
 
 def _implicit_weight_gradient(grad_output, input, weight, geometry, grad_weight):
@@ -441,16 +442,18 @@ def _winograd_conv(input, weight, bias, relu, pad_h, pad_w, adjoint, output, poo
     else:
         out_channels, out_h, out_w = output.shape[1:]
     tile = WINOGRAD_TILE
-    transformed = workspace("winograd_weight", (kernels.winograd.transform_points(tile), in_channels,
-                                                kernels.winograd.round_up(out_channels)), input.dtype)
-    kernels.winograd.transform_weight(weight, transformed, adjoint, tile, kernel_threads(in_channels))
+    transformed = workspace("winograd_weight",
+                            (kernels.winograd.transform_points(tile), in_channels,
+                             kernels.winograd.round_up(out_channels)), input.dtype)
+    kernels.winograd.transform_weight(weight, transformed, adjoint, tile,
+                                      kernel_threads(in_channels))
     per_block = _winograd_images_per_block(batch, out_h, out_w, tile, WINOGRAD_TILES)
     openmp_threads = kernel_threads(-(-batch // per_block))
     scratch = workspace("winograd", (openmp_threads, kernels.winograd.workspace_size(
         in_channels, out_channels, out_h, out_w, per_block, tile)), input.dtype)
     with single_threaded_blas():
         kernels.winograd.conv2d_forward(input, transformed, bias, relu, output, pad_h, pad_w, tile,
-                                 per_block, scratch, openmp_threads, *(pooled or ()))
+                                        per_block, scratch, openmp_threads, *(pooled or ()))
 
 
 def _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight):
@@ -471,12 +474,13 @@ def _winograd_weight_gradient(grad_output, input, weight, geometry, grad_weight)
     scratch = workspace("winograd", (openmp_threads, kernels.winograd.workspace_size(
         in_channels, out_channels, geometry.out_h, geometry.out_w, per_block, tile)),
         input.dtype)
-    partials = workspace("winograd_partials", (in_channels, n_chunks, points,
-                                               kernels.winograd.round_up(out_channels)), input.dtype)
+    partials = workspace("winograd_partials",
+                         (in_channels, n_chunks, points, kernels.winograd.round_up(out_channels)),
+                         input.dtype)
     with single_threaded_blas():
         kernels.winograd.conv2d_backward_weight(grad_output, input, partials, geometry.pad_h,
-                                         geometry.pad_w, tile, per_block, scratch,
-                                         openmp_threads)
+                                                geometry.pad_w, tile, per_block, scratch,
+                                                openmp_threads)
     inverse_threads = kernel_threads(in_channels)
     sums = workspace("winograd_sums", (inverse_threads, points * partials.shape[3]), np.float64)
     kernels.winograd.inverse_weight(partials, grad_weight, sums, inverse_threads)
@@ -524,7 +528,7 @@ def _bias_gradient(grad_output):
     grad_bias = np.zeros(channels, grad_output.dtype)
     # Explicit sizes, not -1: NumPy cannot infer an axis of a zero-size array (N = 0).
     kernels.reduce.channel_sums(grad_output.reshape(batch, channels, height * width), grad_bias,
-                         kernel_threads(channels))
+                                kernel_threads(channels))
     return grad_bias
 
 
@@ -569,7 +573,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         kernels.pool.max_pool2d_2x2_forward(input, output, indices, _plane_threads(shape))
     else:
         kernels.pool.max_pool2d_forward(input, output, indices, *geometry.kernel_args(),
-                                 _plane_threads(shape))
+                                        _plane_threads(shape))
     return output, indices
 
 
@@ -633,8 +637,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                             ceil_mode)
     divisor = check_divisor_override("avg_pool2d", divisor_override)
     output = np.empty((*input.shape[:2], geometry.out_h, geometry.out_w), input.dtype)
-    kernels.pool.avg_pool2d_forward(input, output, *geometry.kernel_args()[:6], bool(count_include_pad),
-                             divisor, _plane_threads(input.shape))
+    kernels.pool.avg_pool2d_forward(input, output, *geometry.kernel_args()[:6],
+                                    bool(count_include_pad), divisor, _plane_threads(input.shape))
     return output
 
 
@@ -653,7 +657,7 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     check_grad_output(fn, grad_output, (*input_shape[:2], geometry.out_h, geometry.out_w))
     grad_input = np.empty(input_shape, grad_output.dtype)
     kernels.pool.avg_pool2d_backward(grad_output, grad_input, *geometry.kernel_args()[:6],
-                              bool(count_include_pad), divisor, _plane_threads(input_shape))
+                                     bool(count_include_pad), divisor, _plane_threads(input_shape))
     return grad_input
 
 
@@ -756,7 +760,8 @@ def max_unpool2d_backward(grad_output, indices):
     grad_output = float_arrays(fn, grad_output=grad_output)["grad_output"]
     indices = check_unpool2d_backward(fn, grad_output, indices)
     grad_input = np.empty(indices.shape, grad_output.dtype)
-    kernels.pool.max_unpool2d_backward(grad_output, indices, grad_input, _plane_threads(indices.shape))
+    kernels.pool.max_unpool2d_backward(grad_output, indices, grad_input,
+                                       _plane_threads(indices.shape))
     return grad_input
 
 
@@ -794,10 +799,11 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     output = np.empty((*input.shape[:2], geometry.out_h, geometry.out_w), input.dtype)
     threads = _plane_threads(input.shape)
     if geometry.mode == "nearest":
-        kernels.interpolate.nearest_forward(input, output, geometry.scale_h, geometry.scale_w, threads)
+        kernels.interpolate.nearest_forward(input, output, geometry.scale_h, geometry.scale_w,
+                                            threads)
     else:
-        kernels.interpolate.bilinear_forward(input, output, geometry.align_corners, geometry.scale_h,
-                                      geometry.scale_w, threads)
+        kernels.interpolate.bilinear_forward(input, output, geometry.align_corners,
+                                             geometry.scale_h, geometry.scale_w, threads)
     return output
 
 
@@ -818,10 +824,10 @@ def interpolate_backward(grad_output, input_shape, size=None, scale_factor=None,
     threads = _plane_threads(input_shape)
     if geometry.mode == "nearest":
         kernels.interpolate.nearest_backward(grad_output, grad_input, geometry.scale_h,
-                                      geometry.scale_w, threads)
+                                             geometry.scale_w, threads)
     else:
         kernels.interpolate.bilinear_backward(grad_output, grad_input, geometry.align_corners,
-                                       geometry.scale_h, geometry.scale_w, threads)
+                                              geometry.scale_h, geometry.scale_w, threads)
     return grad_input
 
 
@@ -856,7 +862,8 @@ def relu(input, inplace=False):
             raise ValueError(f"{fn}: inplace=True needs a writeable input, got a read-only "
                              f"array of shape {input.shape}")
     output = array if inplace else np.empty(array.shape, array.dtype)
-    kernels.activation.relu_forward(array.reshape(-1), output.reshape(-1), _chunk_threads(array.size))
+    kernels.activation.relu_forward(array.reshape(-1), output.reshape(-1),
+                                    _chunk_threads(array.size))
     if inplace and output is not input:
         # The kernel worked on a contiguous copy of a strided input.
         np.copyto(input, output)
@@ -882,7 +889,7 @@ def relu_backward(grad_output, output):
     check_same_shape(fn, "grad_output", grad_output, "output", output)
     grad_input = np.empty(output.shape, output.dtype)
     kernels.activation.relu_backward(grad_output.reshape(-1), output.reshape(-1),
-                              grad_input.reshape(-1), _chunk_threads(output.size))
+                                     grad_input.reshape(-1), _chunk_threads(output.size))
     return grad_input
 
 
@@ -913,7 +920,7 @@ def gelu(input, approximate="none"):
     array = float_arrays(fn, input=input)["input"]
     output = np.empty(array.shape, array.dtype)
     kernels.activation.gelu_forward(array.reshape(-1), output.reshape(-1), tanh,
-                             _chunk_threads(array.size))
+                                    _chunk_threads(array.size))
     return output
 
 
@@ -933,7 +940,7 @@ def gelu_backward(grad_output, input, approximate="none"):
     check_same_shape(fn, "grad_output", grad_output, "input", input)
     grad_input = np.empty(input.shape, input.dtype)
     kernels.activation.gelu_backward(grad_output.reshape(-1), input.reshape(-1),
-                              grad_input.reshape(-1), tanh, _chunk_threads(input.size))
+                                     grad_input.reshape(-1), tanh, _chunk_threads(input.size))
     return grad_input
 
 
@@ -979,7 +986,7 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
             np.maximum(output, 0, out=output)
         elif activation is not None:
             kernels.activation.gelu_forward(output.reshape(-1), output.reshape(-1),
-                                     activation == "gelu_tanh", _chunk_threads(output.size))
+                                            activation == "gelu_tanh", _chunk_threads(output.size))
         empty = np.empty(0, np.float64)
         return output.reshape(input.shape), empty, empty
     count = batch * values.shape[2]
@@ -988,8 +995,8 @@ def native_batch_norm(input, weight, bias, running_mean, running_var, training, 
                          f"input shape {input.shape}")
     output = np.empty_like(values)
     mean, var = np.empty(channels), np.empty(channels)
-    kernels.batchnorm.forward_train(values, weight, bias, eps, _BATCH_NORM_CODES[activation], output,
-                             mean, var, kernel_threads(channels))
+    kernels.batchnorm.forward_train(values, weight, bias, eps, _BATCH_NORM_CODES[activation],
+                                    output, mean, var, kernel_threads(channels))
     if running_mean is not None:
         running_mean *= 1 - momentum
         running_mean += momentum * mean
@@ -1052,9 +1059,10 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd,
     grad_input = np.empty_like(values) if want_input else None
     grad_weight, grad_bias = np.empty(channels), np.empty(channels)
     kernels.batchnorm.backward(grad_output.reshape(values.shape), values, weight, bias,
-                        np.asarray(save_mean, np.float64), np.asarray(save_invstd, np.float64),
-                        _BATCH_NORM_CODES[activation], relu_output, grad_input, grad_weight,
-                        grad_bias, kernel_threads(channels))
+                               np.asarray(save_mean, np.float64),
+                               np.asarray(save_invstd, np.float64),
+                               _BATCH_NORM_CODES[activation], relu_output, grad_input, grad_weight,
+                               grad_bias, kernel_threads(channels))
     affine = weight is not None
     return (grad_input.reshape(input.shape) if output_mask[0] else None,
             grad_weight.astype(input.dtype) if affine and output_mask[1] else None,

@@ -154,6 +154,12 @@ cdef inline Phases phases_of(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kern
     return layout
 
 
+cdef inline Py_ssize_t phases_size(Phases layout, Py_ssize_t channels) noexcept nogil:
+    """Elements of an image's phase planes and of the overrun past them (see
+    conv2d_forward_implicit): where the scratch after them starts."""
+    return channels * layout.channel + PANEL + layout.extent_w
+
+
 def implicit_workspace_size(Py_ssize_t in_channels, Py_ssize_t group_out, Py_ssize_t out_h,
                             Py_ssize_t out_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t dilation_h,
@@ -164,7 +170,7 @@ def implicit_workspace_size(Py_ssize_t in_channels, Py_ssize_t group_out, Py_ssi
     cdef Phases layout = phases_of(out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, 0, 0,
                                    dilation_h, dilation_w)
     cdef Py_ssize_t pixels = out_h * layout.extent_w
-    return (in_channels * layout.channel + PANEL + layout.extent_w
+    return (phases_size(layout, in_channels)
             + max(group_out * panel_columns(pixels), pixels * gradient_pitch(group_out)))
 
 
@@ -258,7 +264,7 @@ def conv2d_forward_implicit(const float[:, :, :, ::1] input, const float[:, :, :
     with nogil:
         for n in prange(batch, num_threads=n_threads, schedule="static"):
             phases = &workspace[threadid(), 0]
-            products = phases + in_channels * layout.channel + PANEL + extent_w
+            products = phases + phases_size(layout, in_channels)
             split_image(&input[n, 0, 0, 0], in_channels, height, width, layout, phases)
             for g in range(groups):
                 sgemm_kernel_rows_b(group_out, columns, rows, &weight[g * group_out, 0, 0, 0],
@@ -321,7 +327,7 @@ def conv2d_backward_weight_implicit(const float[:, :, :, ::1] grad_output,
     with nogil:
         for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
             phases = &workspace[threadid(), 0]
-            gradient = phases + in_channels * layout.channel + PANEL + extent_w
+            gradient = phases + phases_size(layout, in_channels)
             for n in range(chunk * batch // n_chunks, (chunk + 1) * batch // n_chunks):
                 split_image(&input[n, 0, 0, 0], in_channels, height, width, layout, phases)
                 for g in range(groups):

@@ -19,10 +19,10 @@ planes are first interleaved LANES channels at a time into a zero-padded buffer)
 transposes between this layout and the planes, on the way in and from the 4x4 output
 tiles, use AVX2 shuffles in float32 (_transpose.h, eight channels at a time): value by
 value they compiled to scalar inserts and extracts. LANES is the vector width of the ISA
-level being compiled (_simd.h): 8 float32 values, 16 with AVX-512. V[p] is then the (tiles, C_in) matrix with row pitch
-points * round_up(C_in) starting at point p. Channel pitches are rounded up to LANES;
-U's extra columns are zero, so M's are too. (Point-major storage, one contiguous matrix
-per point, measured no faster.)
+level being compiled (_simd.h): 8 float32 values, 16 with AVX-512. V[p] is then the
+(tiles, C_in) matrix with row pitch points * round_up(C_in) starting at point p. Channel
+pitches are rounded up to LANES; U's extra columns are zero, so M's are too. (Point-major
+storage, one contiguous matrix per point, measured no faster.)
 
 Images go through the GEMMs per_block at a time, their tiles one after the other in the
 rows, because one small image has too few tiles for a GEMM to run at full speed.

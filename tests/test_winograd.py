@@ -264,13 +264,13 @@ def test_forward_writes_every_output_tile(tile_size, dtype):
     images' boundaries, and a tile left out would stay NaN."""
     layer = Layer(5, 8, 16, 5, 17)
     (input, weight, bias, _), (expected, *_) = expected_results(layer, np.dtype(dtype))
-    transformed = np.empty((kernels.winograd.transform_points(tile_size), 8, kernels.winograd.round_up(16)),
-                           dtype)
+    transformed = np.empty((kernels.winograd.transform_points(tile_size), 8,
+                            kernels.winograd.round_up(16)), dtype)
     kernels.winograd.transform_weight(weight, transformed, False, tile_size, 1)
     workspace = np.empty((1, kernels.winograd.workspace_size(8, 16, 5, 17, 5, tile_size)), dtype)
     output = np.full((5, 16, 5, 17), np.nan, dtype)
     kernels.winograd.conv2d_forward(input, transformed, bias, False, output, 1, 1, tile_size, 5,
-                             workspace, 1)
+                                    workspace, 1)
     assert_close(output, expected, dtype, "output")
 
 
