@@ -160,6 +160,10 @@ NAMED_CASES = [
     case(2, 4, 6, (5, 4), 1, "pointwise-stride2-pad1", stride=2, padding=1),
     case(2, 4, 6, (5, 4), 1, "pointwise-dilated", dilation=3),
     case(2, 4, 6, (5, 4), 1, "pointwise-groups2", groups=2),
+    # 64 and 32 pixels: whole panels at every level, so the implicit GEMM reads the input
+    # in place (src/_conv_gemm.pyx); 5x4 above is copied.
+    case(3, 5, 18, (8, 8), 1, "pointwise-8x8-in-place"),
+    case(2, 6, 4, (4, 8), 1, "pointwise-4x8-in-place-groups2", groups=2),
     case(2, 4, 6, (5, 4), 1, "pointwise-pad2-beyond-kernel", padding=2),
     case(2, 4, 4, (6, 5), 3, "depthwise", padding=1, groups=4),
     case(2, 3, 3, (6, 5), (3, 2), "depthwise-strided", stride=2, groups=3),
