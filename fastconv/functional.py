@@ -507,12 +507,10 @@ def _images_per_gemm(batch, geometry):
 
 
 def _gemm_workspace(weight, geometry, per_gemm):
-    """Elements per thread: the block's column matrix and its gathered output planes, their
-    columns rounded up to whole panels (see src/_conv_gemm.pyx)."""
+    """Elements per thread: the block's column matrix and its gathered output planes."""
     out_channels, group_in, kernel_h, kernel_w = weight.shape
     rows = group_in * kernel_h * kernel_w + out_channels // geometry.groups
-    panel = kernels.conv_gemm.panel_width()
-    return rows * -(-per_gemm * geometry.out_h * geometry.out_w // panel) * panel
+    return rows * per_gemm * geometry.out_h * geometry.out_w
 
 
 def _padded_extent(weight, geometry):

@@ -7,22 +7,20 @@ image alone makes a GEMM too narrow to run at full speed. OpenMP runs over these
 of images (forward, input gradient) or over fixed chunks of the batch (weight gradient);
 each thread owns its outputs and its workspace row and calls a single-threaded BLAS.
 
-In float32 with AVX2 the forward pass (and so the input gradient of a transposed
-convolution) multiplies with _gemm_kernel.h instead: im2col writes the block's columns
-PANEL (16 or 32) at a time straight into the kernel's panel layout, and the kernel multiplies each
-panel while it is in L2, where BLAS would copy the im2col matrix once more into its own
-layout (a third of the time on 3x3 stride-2 layers).
+In float32 at the levels with _gemm_kernel.h (AVX2, AVX-512), every pass but a strided
+layer's input gradient runs as an implicit GEMM instead (conv2d_forward_implicit,
+conv2d_backward_weight_implicit): the kernel reads the column matrix's rows where they
+lie in the padded image, and no column matrix is written.
 
 Shapes: input (N, C_in, H, W), weight (C_out, C_in / groups, kH, kW),
 output (N, C_out, out_h, out_w). workspace has one row per thread of
-(C_in / groups * kH * kW + C_out / groups) * round_up(per_gemm * out_h * out_w, PANEL)
-elements (PANEL: see panel_width).
+(C_in / groups * kH * kW + C_out / groups) * per_gemm * out_h * out_w elements.
 """
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from _common cimport (floating, gemm, pad_plane, rectify_run, GEMM_KERNEL, LANES, PANEL,
-                      sgemm_kernel, sgemm_kernel_rows_a, sgemm_kernel_rows_b)
+                      sgemm_kernel_rows_a, sgemm_kernel_rows_b)
 from _im2col cimport im2col_image, col2im_image
 
 
@@ -72,57 +70,12 @@ cdef inline Py_ssize_t panel_columns(Py_ssize_t columns) noexcept nogil:
 
 
 def panel_width():
-    """Columns per panel of the forward pass's column matrix at this ISA level: the
-    workspace's columns are rounded up to a multiple of it."""
+    """Columns per panel of _gemm_kernel.h's panel-stored operands at this ISA level: two
+    vectors (the Winograd transformed weights, the implicit GEMM's transposed gradient)."""
     return PANEL
 
 
-cdef void im2col_panel(const float* images, Py_ssize_t image_stride, Py_ssize_t channels,
-                       Py_ssize_t height, Py_ssize_t width, Py_ssize_t kernel_h,
-                       Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                       Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dilation_h,
-                       Py_ssize_t dilation_w, Py_ssize_t out_w, Py_ssize_t pixels,
-                       Py_ssize_t first, Py_ssize_t columns, float* panel) noexcept nogil:
-    """One panel of the column matrix of consecutive images (image_stride apart):
-    panel[r * PANEL + l] <- element (r, first + l) for l < columns (im2col_image's rows,
-    each image's columns after the previous image's), zero for columns <= l < PANEL.
-
-    Lane by lane: each lane's input offset is worked out once, and which lanes fall in
-    the padding once per kernel tap, for all the channels."""
-    cdef Py_ssize_t offset[PANEL]
-    cdef Py_ssize_t top[PANEL]
-    cdef Py_ssize_t left[PANEL]
-    cdef bint inside[PANEL]
-    cdef Py_ssize_t l, q, c, i, j, h, w, taps = kernel_h * kernel_w
-    cdef bint whole
-    cdef const float* src
-    cdef float* row
-    for l in range(PANEL):
-        q = first + l
-        # A lane past the columns reads as padding: its row is below the image.
-        top[l] = q % pixels // out_w * stride_h - pad_h if l < columns else height
-        left[l] = q % out_w * stride_w - pad_w
-        offset[l] = q // pixels * image_stride + top[l] * width + left[l]
-    for i in range(kernel_h):
-        for j in range(kernel_w):
-            whole = True
-            for l in range(PANEL):
-                h = top[l] + i * dilation_h
-                w = left[l] + j * dilation_w
-                inside[l] = 0 <= h < height and 0 <= w < width
-                whole = whole and inside[l]
-            for c in range(channels):
-                src = images + (c * height + i * dilation_h) * width + j * dilation_w
-                row = panel + (c * taps + i * kernel_w + j) * PANEL
-                if whole:
-                    for l in range(PANEL):
-                        row[l] = src[offset[l]]
-                else:
-                    for l in range(PANEL):
-                        row[l] = src[offset[l]] if inside[l] else 0
-
-
-# Whether float32 forward passes multiply with _gemm_kernel.h at this ISA level.
+# Whether float32 passes multiply with _gemm_kernel.h at this ISA level.
 FLOAT32_GEMM_KERNEL = bool(GEMM_KERNEL)
 
 
@@ -388,8 +341,7 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, :
     cdef bint has_bias = bias is not None
     cdef bint direct_columns = reads_input_as_columns(kernel_h, kernel_w, stride_h, stride_w,
                                                       pad_h, pad_w, height, width, out_h, out_w)
-    cdef bint panels = floating is float and GEMM_KERNEL and not direct_columns
-    cdef Py_ssize_t block, first, count, width_block, pitch, n, b, g, c, p, q
+    cdef Py_ssize_t block, first, count, width_block, n, b, g, c, p
     cdef bint direct_output
     cdef const floating* columns
     cdef floating* buffer
@@ -400,39 +352,26 @@ def conv2d_forward(const floating[:, :, :, ::1] input, const floating[:, :, :, :
             first = block * per_gemm
             count = min(per_gemm, batch - first)
             width_block = count * pixels
-            # The kernel multiplies whole panels; the columns past width_block are dropped.
-            pitch = panel_columns(width_block) if panels else width_block
             buffer = &workspace[threadid(), 0]
-            product = buffer + rows * pitch
-            direct_output = count == 1 and pitch == pixels
+            product = buffer + rows * width_block
+            direct_output = count == 1
             for g in range(groups):
                 if direct_output:
                     product = &output[first, g * group_out, 0, 0]
-                if floating is float and panels:
-                    # Each panel is multiplied as soon as it is written, while it is in L2.
-                    for q in range(pitch // PANEL):
-                        p = q * PANEL
-                        im2col_panel(&input[first, g * group_in, 0, 0], input.shape[1] * height * width,
-                                     group_in, height, width, kernel_h, kernel_w, stride_h,
-                                     stride_w, pad_h, pad_w, dilation_h, dilation_w, out_w,
-                                     pixels, p, width_block - p, buffer)
-                        sgemm_kernel(group_out, PANEL, rows, &weight[g * group_out, 0, 0, 0],
-                                     rows, 1, buffer, 0, product + p, pitch, False)
-                else:
-                    columns = column_matrix(&input[first, g * group_in, 0, 0],
-                                            input.shape[1] * height * width, count,
-                                            direct_columns, group_in, height, width, kernel_h,
-                                            kernel_w, stride_h, stride_w, pad_h, pad_w,
-                                            dilation_h, dilation_w, out_h, out_w, buffer)
-                    gemm(False, False, <int>group_out, <int>width_block, <int>rows,
-                         <floating>1, &weight[g * group_out, 0, 0, 0], <int>rows, columns,
-                         <int>width_block, <floating>0, product, <int>width_block)
+                columns = column_matrix(&input[first, g * group_in, 0, 0],
+                                        input.shape[1] * height * width, count, direct_columns,
+                                        group_in, height, width, kernel_h, kernel_w, stride_h,
+                                        stride_w, pad_h, pad_w, dilation_h, dilation_w, out_h,
+                                        out_w, buffer)
+                gemm(False, False, <int>group_out, <int>width_block, <int>rows, <floating>1,
+                     &weight[g * group_out, 0, 0, 0], <int>rows, columns, <int>width_block,
+                     <floating>0, product, <int>width_block)
                 for b in range(count):
                     n = first + b
                     for c in range(group_out):
                         out_plane = &output[n, g * group_out + c, 0, 0]
                         if not direct_output:
-                            memcpy(out_plane, product + c * pitch + b * pixels,
+                            memcpy(out_plane, product + c * width_block + b * pixels,
                                    pixels * sizeof(floating))
                         if has_bias:
                             for p in range(pixels):
