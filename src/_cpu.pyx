@@ -17,7 +17,6 @@ cdef extern from *:
         if (!strcmp(feature, "avx512cd")) return __builtin_cpu_supports("avx512cd");
         if (!strcmp(feature, "avx512dq")) return __builtin_cpu_supports("avx512dq");
         if (!strcmp(feature, "avx512vl")) return __builtin_cpu_supports("avx512vl");
-        if (!strcmp(feature, "avx512bf16")) return __builtin_cpu_supports("avx512bf16");
         return 0;
     }
     #else
@@ -28,9 +27,9 @@ cdef extern from *:
     int FASTCONV_HAS_CPU_PROBE
     int fastconv_cpu_supports(const char* feature)
 
-# The features fastconv asks about: __builtin_cpu_supports takes string literals only.
-FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl",
-            "avx512bf16")
+# The features the levels need (fastconv/_levels.py): __builtin_cpu_supports takes string
+# literals only, and older compilers reject names they do not know.
+FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")
 
 
 def supports(str feature):
