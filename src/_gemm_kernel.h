@@ -78,14 +78,19 @@ static inline __attribute__((always_inline)) void fastconv_gemm_block(
 
 #define FASTCONV_GEMM_CASE(r)                                                             \
     case r + 1:                                                                           \
-        if (r < FASTCONV_GEMM_ROWS)                                                       \
-            fastconv_gemm_block(r + 1, vectors, k, a, a_rows, a_row, a_step, b, ldb,      \
-                                b_rows, c, ldc, accumulate);                              \
+        if (r < FASTCONV_GEMM_ROWS) {                                                     \
+            if (vectors == 2)                                                             \
+                fastconv_gemm_block(r + 1, 2, k, a, a_rows, a_row, a_step, b, ldb,        \
+                                    b_rows, c, ldc, accumulate);                          \
+            else                                                                          \
+                fastconv_gemm_block(r + 1, 1, k, a, a_rows, a_row, a_step, b, ldb,        \
+                                    b_rows, c, ldc, accumulate);                          \
+        }                                                                                 \
         break;
 
-/* fastconv_gemm_block for rows from 1 to ROWS known only at run time. */
+/* fastconv_gemm_block for rows from 1 to ROWS and 1 or 2 vectors known only at run time. */
 static inline __attribute__((always_inline)) void fastconv_gemm_rows(
-        int rows, const int vectors, ptrdiff_t k, const float *a, const ptrdiff_t *a_rows,
+        int rows, int vectors, ptrdiff_t k, const float *a, const ptrdiff_t *a_rows,
         ptrdiff_t a_row, ptrdiff_t a_step, const float *b, ptrdiff_t ldb,
         const ptrdiff_t *b_rows, float *c, ptrdiff_t ldc, int accumulate) {
     switch (rows) {
@@ -132,16 +137,10 @@ static inline void fastconv_sgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const f
             if (ldb && j + FASTCONV_PANEL < n)
                 fastconv_prefetch_rows(panel + FASTCONV_PANEL, ldb,
                                        i / FASTCONV_GEMM_ROWS * ahead, ahead, k);
-            if (vectors == 2)
-                fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
-                                   2, k, a + i * a_row, NULL, a_row, a_step, panel,
-                                   ldb ? ldb : FASTCONV_PANEL, NULL, c + i * ldc + j, ldc,
-                                   accumulate);
-            else
-                fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
-                                   1, k, a + i * a_row, NULL, a_row, a_step, panel,
-                                   ldb ? ldb : FASTCONV_LANES, NULL, c + i * ldc + j, ldc,
-                                   accumulate);
+            fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
+                               vectors, k, a + i * a_row, NULL, a_row, a_step, panel,
+                               ldb ? ldb : vectors * FASTCONV_LANES, NULL, c + i * ldc + j, ldc,
+                               accumulate);
         }
     }
 }
@@ -169,15 +168,10 @@ static inline void fastconv_sgemm_rows_a(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, 
     ptrdiff_t i, j;
     for (j = 0; j < n; j += FASTCONV_PANEL) {
         int vectors = n - j >= FASTCONV_PANEL ? 2 : 1;
-        for (i = 0; i < m; i += FASTCONV_GEMM_ROWS) {
-            int block = m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS;
-            if (vectors == 2)
-                fastconv_gemm_rows(block, 2, k, x, rows + i, 0, 1, b + j * k, FASTCONV_PANEL,
-                                   NULL, c + i * ldc + j, ldc, 1);
-            else
-                fastconv_gemm_rows(block, 1, k, x, rows + i, 0, 1, b + j * k, FASTCONV_LANES,
-                                   NULL, c + i * ldc + j, ldc, 1);
-        }
+        for (i = 0; i < m; i += FASTCONV_GEMM_ROWS)
+            fastconv_gemm_rows(m - i < FASTCONV_GEMM_ROWS ? (int)(m - i) : FASTCONV_GEMM_ROWS,
+                               vectors, k, x, rows + i, 0, 1, b + j * k,
+                               vectors * FASTCONV_LANES, NULL, c + i * ldc + j, ldc, 1);
     }
 }
 #else
